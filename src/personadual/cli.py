@@ -1,0 +1,151 @@
+"""The ``personadual`` command line. Each command is a thin call into the Python API it mirrors."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(help="PersonaDual: one model, two reasoning modes (objective / personalized).",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+data_app = typer.Typer(help="Build, check and convert data.", no_args_is_help=True)
+model_app = typer.Typer(help="Tiny local models for CPU runs and tests.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(model_app, name="model")
+
+OVERRIDES = typer.Argument(None, help="config overrides as key=value (e.g. learning_rate=1e-4 lora.r=8)")
+
+
+def _print(obj) -> None:
+    typer.echo(json.dumps(obj, indent=2, default=str))
+
+
+def _fail(msg: str, code: int = 2):
+    typer.secho(f"error: {msg}", fg="red", err=True)
+    raise typer.Exit(code)
+
+
+@data_app.command("build")
+def data_build(out: Path = typer.Option(..., help="output directory"),
+               seed: int = typer.Option(0, help="generator seed (same seed -> same bytes)"),
+               config: Optional[Path] = typer.Option(None, help="YAML with BenchConfig knobs"),
+               overrides: Optional[list[str]] = OVERRIDES):
+    """Build PersonaBench: train/val/test JSONL, stats.json, config.json."""
+    from .config import ConfigError, load_config
+    from .data.personabench import BenchConfig, write
+
+    try:
+        cfg = load_config(BenchConfig, config, [f"seed={seed}", *(overrides or [])])
+    except ConfigError as e:
+        _fail(str(e))
+    st = write(cfg, out)
+    _print({"out": str(out), "counts": {s: c["total"] for s, c in st["counts"].items()}, "properties": st["properties"]["test"]})
+
+
+@data_app.command("validate")
+def data_validate(files: list[Path] = typer.Argument(..., help="JSONL item files")):
+    """Check item files against the schema; every bad row is reported as file:line: field: problem."""
+    from .data.schema import DataError, read_items
+
+    bad = False
+    for f in files:
+        try:
+            typer.echo(f"{f}: {len(read_items(f))} valid items")
+        except DataError as e:
+            bad = True
+            typer.secho(str(e), fg="red", err=True)
+        except FileNotFoundError:
+            bad = True
+            typer.secho(f"{f}: no such file", fg="red", err=True)
+    raise typer.Exit(1 if bad else 0)
+
+
+@model_app.command("init-tiny")
+def model_init_tiny(data: Path = typer.Option(..., help="PersonaBench directory (tokenizer corpus)"),
+                    out: Path = typer.Option(..., help="output model directory"),
+                    config: Optional[Path] = typer.Option(None, help="YAML with TinyModelConfig fields"),
+                    overrides: Optional[list[str]] = OVERRIDES):
+    """Train a tokenizer on the data and build a tiny Qwen3/Llama from a config; save in HF format."""
+    from .config import ConfigError, load_config
+    from .models.tiny import TinyModelConfig, init_tiny
+
+    try:
+        cfg = load_config(TinyModelConfig, config, overrides)
+    except ConfigError as e:
+        _fail(str(e))
+    _print(init_tiny(data, out, cfg))
+
+
+@model_app.command("pretrain-tiny")
+def model_pretrain_tiny(model: Path = typer.Option(..., help="model from init-tiny"),
+                        data: Path = typer.Option(..., help="PersonaBench directory"),
+                        out: Path = typer.Option(..., help="output directory (final model in OUT/model)"),
+                        config: Path = typer.Option(Path("recipes/tiny-cpu/pretrain.yaml"), help="SFT recipe for the base training"),
+                        resume: bool = typer.Option(False, help="resume from the last complete checkpoint"),
+                        overrides: Optional[list[str]] = OVERRIDES):
+    """Give a tiny model its 'pretraining': objective traces, no personas, no mode markers."""
+    _run_sft(config, [f"model={model}", f"data={data}", f"output_dir={out}", "mix=pretrain", *(overrides or [])], resume)
+
+
+@app.command("sft")
+def sft(config: Path = typer.Option(..., help="recipe, e.g. recipes/tiny-cpu/sft.yaml"),
+        resume: bool = typer.Option(False, help="resume from the last complete checkpoint"),
+        overrides: Optional[list[str]] = OVERRIDES):
+    """Stage 1: dual-mode SFT on TRL's SFTTrainer."""
+    _run_sft(config, overrides or [], resume)
+
+
+def _run_sft(config: Path, overrides: list[str], resume: bool):
+    from .config import ConfigError, load_config
+    from .sft.config import SFTRunConfig
+    from .sft.train import main
+
+    try:
+        cfg = load_config(SFTRunConfig, config, overrides)
+    except ConfigError as e:
+        _fail(str(e))
+    _print(main(cfg, resume=resume))
+
+
+@app.command("generate")
+def generate(model: Path = typer.Option(..., help="model directory"),
+             question: str = typer.Option(..., help="the question (options included)"),
+             persona: Optional[str] = typer.Option(None, help="persona text"),
+             mode: str = typer.Option("auto", help="auto, or a mode name to force"),
+             temperature: float = typer.Option(0.0, help="0 = greedy"),
+             max_new_tokens: int = typer.Option(128)):
+    """Answer one question; shows the chosen mode and p(mode | prompt)."""
+    from . import modes as modes_lib
+    from .generation import Engine, GenerationConfig
+
+    eng = Engine.load(str(model))
+    prompt = modes_lib.render_prompt(eng.tokenizer, question, persona)
+    g = eng.generate([prompt], mode, GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature))[0]
+    _print({"mode": g.mode, "p_mode": g.p_mode, "answer": g.parsed.answer, "well_formed": g.parsed.well_formed,
+            "reasoning": g.parsed.reasoning, "text": g.text})
+
+
+@app.command("demo")
+def demo(out: Path = typer.Option(Path("runs/demo"), help="output directory"),
+         seed: int = typer.Option(0, help="seed for data and models")):
+    """The whole pipeline on the embedded default (PersonaBench + tiny model). Skips finished stages."""
+    from .demo import run_demo
+
+    _print(run_demo(out, seed))
+
+
+def main():
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        app()
+    except FileNotFoundError as e:
+        typer.secho(f"error: {e}", fg="red", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

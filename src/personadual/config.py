@@ -1,0 +1,95 @@
+"""Config loading shared by every stage: YAML recipe + ``key=value`` overrides -> a validated dataclass.
+
+Each stage owns one dataclass (fields documented with ``field(metadata={"help": ...})``) that checks
+itself in ``__post_init__``. Unknown keys are errors that name the file and the key, so a typo in
+a recipe never silently falls back to a default. The resolved config is saved next to outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
+    """``["lr=1e-3", "lora.r=8"]`` -> ``{"lr": 0.001, "lora": {"r": 8}}`` (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for ov in overrides or []:
+        if "=" not in ov:
+            raise ConfigError(f"override {ov!r}: expected key=value")
+        key, raw = ov.split("=", 1)
+        node = out
+        *parents, leaf = key.strip().split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = yaml.safe_load(raw)
+    return out
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    merged = dict(base)
+    for k, v in extra.items():
+        merged[k] = _merge(merged[k], v) if isinstance(v, dict) and isinstance(merged.get(k), dict) else v
+    return merged
+
+
+def from_dict(cls: type[T], data: dict, where: str = "config") -> T:
+    """Build dataclass ``cls`` from a dict; nested dataclass fields are built recursively."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
+    kwargs = {}
+    for name, value in data.items():
+        sub = _dataclass_type(hints[name])
+        kwargs[name] = from_dict(sub, value, f"{where}: {name}") if sub and isinstance(value, dict) else value
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: {e}") from e
+
+
+def _dataclass_type(ftype) -> type | None:
+    """The dataclass inside a field type (``Lora``, ``Lora | None``), or None."""
+    if dataclasses.is_dataclass(ftype):
+        return ftype
+    return next((a for a in typing.get_args(ftype) if dataclasses.is_dataclass(a)), None)
+
+
+def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> T:
+    """YAML recipe (optional) merged with overrides, validated into ``cls``."""
+    data: dict = {}
+    where = "overrides"
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"{path}: no such config file")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        where = str(path)
+    return from_dict(cls, _merge(data, parse_overrides(overrides)), where)
+
+
+def save_config(cfg, path: str | os.PathLike) -> None:
+    """Write the resolved config as YAML, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    os.replace(tmp, path)

@@ -1,0 +1,1 @@
+"""Evaluation: predictions through the shared engine, metrics, reports."""

@@ -1,0 +1,74 @@
+"""Run a model on items through the shared engine and score each response."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+from .. import modes as modes_lib
+from ..data.schema import OBJECTIVE_CONDITIONS, Item
+from ..generation import Engine, GenerationConfig
+
+
+@dataclass
+class Prediction:
+    id: str
+    base_id: str | None
+    family: str
+    kind: str
+    condition: str
+    gold: str
+    preferred_mode: str | None
+    requested_mode: str  # auto, or the forced mode
+    mode: str | None  # the mode the response is in
+    answer: str | None
+    correct: bool
+    well_formed: bool
+    reason: str
+    p_mode: dict[str, float]
+    text: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def predict(engine: Engine, items: Sequence[Item], mode: str = modes_lib.AUTO, config: GenerationConfig | None = None,
+            drop_persona: bool = False, persona_template: str = modes_lib.PAPER_PERSONA_TEMPLATE) -> list[Prediction]:
+    """Generate for every item (``drop_persona`` gives the no-persona upper bound) and score it."""
+    prompts = [
+        modes_lib.render_prompt(engine.tokenizer, it.question, None if drop_persona else it.persona,
+                                persona_template=persona_template)
+        for it in items
+    ]
+    gens = engine.generate(prompts, mode, config)
+    return [
+        Prediction(
+            id=it.id, base_id=it.base_id, family=it.family, kind=it.kind, condition=it.condition, gold=it.gold,
+            preferred_mode=it.preferred_mode, requested_mode=mode, mode=g.parsed.mode, answer=g.parsed.answer,
+            correct=g.parsed.answer == it.gold, well_formed=g.parsed.well_formed, reason=g.parsed.reason,
+            p_mode=g.p_mode, text=g.text,
+        )
+        for it, g in zip(items, gens)
+    ]
+
+
+def _rate(xs: list[bool]) -> float | None:
+    return round(sum(xs) / len(xs), 4) if xs else None
+
+
+def quick_summary(preds: Sequence[Prediction]) -> dict:
+    """The headline numbers: format, mode agreement, objective accuracy per condition, personalized accuracy."""
+    by_cond = defaultdict(list)
+    for p in preds:
+        by_cond[p.condition].append(p.correct)
+    return {
+        "n": len(preds),
+        "well_formed": _rate([p.well_formed for p in preds]),
+        "preferred_mode_agreement": _rate([p.mode == p.preferred_mode for p in preds if p.preferred_mode]),
+        "acc": {c: _rate(by_cond[c]) for c in OBJECTIVE_CONDITIONS if by_cond[c]},
+        "personalized_acc": _rate(by_cond["personalized"]),
+        "mode_share_personalized": {
+            c: _rate([p.mode == "personalized" for p in preds if p.condition == c]) for c in sorted(by_cond)
+        },
+    }

@@ -1,0 +1,150 @@
+"""One generation engine for eval, RL-side checks and serving.
+
+Batched, KV-cached generation on a Hugging Face model (CPU or GPU), or on vLLM when installed:
+
+- ``mode="auto"``: the model writes its own marker; a mode name forces it by prefilling the marker;
+- ``p(mode | prompt)`` for every prompt: the next-token distribution at the first completion
+  position, renormalised over the registered markers (one prefill forward pass). It says how much
+  the model thinks the persona matters here: our "persona relevance" score;
+- greedy (``temperature=0``) or sampled decoding, stopping at the end of the answer block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+from . import modes as modes_lib
+from .modes import AUTO, ModeSet, Parsed
+
+
+@dataclass
+class GenerationConfig:
+    max_new_tokens: int = 96
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    batch_size: int = 64
+    stop: tuple[str, ...] = (modes_lib.ANSWER_CLOSE,)
+    seed: int | None = None
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1 or self.batch_size < 1:
+            raise ValueError("max_new_tokens and batch_size must be >= 1")
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise ValueError("temperature must be >= 0 and top_p in (0, 1]")
+
+
+@dataclass
+class Generation:
+    prompt: str
+    text: str  # the completion, marker included (forced or generated)
+    forced: bool
+    p_mode: dict[str, float]  # p(mode | prompt), over the registered markers
+    parsed: Parsed
+    num_tokens: int = 0  # generated tokens (the forced prefix excluded)
+
+    @property
+    def mode(self) -> str | None:
+        return self.parsed.mode
+
+
+@dataclass
+class Engine:
+    """Wraps a model + tokenizer. Build with `Engine.load(path)` or from objects already in memory."""
+
+    model: object
+    tokenizer: object
+    modes: ModeSet = field(default_factory=lambda: modes_lib.DEFAULT_MODES)
+
+    def __post_init__(self):
+        self.marker_ids = modes_lib.marker_token_ids(self.tokenizer, self.modes)
+        if self.tokenizer.padding_side != "left":
+            self.tokenizer.padding_side = "left"  # decoder-only batches pad on the left
+
+    @classmethod
+    def load(cls, path: str, device: str | None = None, dtype: str | None = None, modes: ModeSet | None = None,
+             backend: str = "hf", trust_remote_code: bool = False):
+        """Load a saved model directory (safetensors only). ``backend="vllm"`` needs personadual[vllm]."""
+        if backend == "vllm":
+            from .vllm_backend import VLLMEngine
+
+            return VLLMEngine(path, modes or modes_lib.DEFAULT_MODES, dtype=dtype)
+        if backend != "hf":
+            raise ValueError(f"backend: expected 'hf' or 'vllm', got {backend!r}")
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=getattr(torch, dtype) if dtype else "auto", use_safetensors=True,
+            trust_remote_code=trust_remote_code,
+        ).to(device).eval()
+        return cls(model, tok, modes or modes_lib.DEFAULT_MODES)
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    def _encode(self, texts: Sequence[str]):
+        enc = self.tokenizer(list(texts), return_tensors="pt", padding=True, add_special_tokens=False)
+        return enc.input_ids.to(self.device), enc.attention_mask.to(self.device)
+
+    @torch.no_grad()
+    def mode_probs(self, prompts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+        """p(mode | prompt), shape (N, n_modes): softmax of the marker logits at the first completion position."""
+        out = []
+        for i in range(0, len(prompts), batch_size):
+            ids_BT, mask_BT = self._encode(prompts[i : i + batch_size])
+            logits_BV = self.model(input_ids=ids_BT, attention_mask=mask_BT).logits[:, -1, :]
+            out.append(torch.softmax(logits_BV[:, self.marker_ids].float(), dim=-1).cpu())
+        return torch.cat(out) if out else torch.empty(0, len(self.marker_ids))
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[str], mode: str | Sequence[str] = AUTO,
+                 config: GenerationConfig | None = None) -> list[Generation]:
+        """Generate one completion per prompt. ``mode`` is one mode for all prompts, or one per prompt."""
+        cfg = config or GenerationConfig()
+        modes_per = [mode] * len(prompts) if isinstance(mode, str) else list(mode)
+        if len(modes_per) != len(prompts):
+            raise ValueError(f"got {len(modes_per)} modes for {len(prompts)} prompts")
+        for m in set(modes_per):
+            if m != AUTO:
+                self.modes.get(m)  # clear KeyError for an unknown mode
+        if cfg.seed is not None:
+            torch.manual_seed(cfg.seed)
+        p_mode = self.mode_probs(prompts, cfg.batch_size)
+        prefixes = [modes_lib.forced_prefix(m, self.modes) for m in modes_per]
+        inputs = [p + x for p, x in zip(prompts, prefixes)]
+        # Sort by length so each batch pads little; results go back in the caller's order.
+        order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
+        texts: list[str] = [""] * len(inputs)
+        counts: list[int] = [0] * len(inputs)
+        for start in range(0, len(order), cfg.batch_size):
+            idx = order[start : start + cfg.batch_size]
+            ids_BT, mask_BT = self._encode([inputs[i] for i in idx])
+            out_BT = self.model.generate(
+                input_ids=ids_BT, attention_mask=mask_BT, max_new_tokens=cfg.max_new_tokens,
+                do_sample=cfg.temperature > 0, temperature=cfg.temperature if cfg.temperature > 0 else None,
+                top_p=cfg.top_p if cfg.temperature > 0 else None, top_k=None,
+                stop_strings=list(cfg.stop) or None, tokenizer=self.tokenizer,
+                pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id,
+            )
+            new_BT = out_BT[:, ids_BT.shape[1] :]
+            for row, i in enumerate(idx):
+                toks = _until_end(new_BT[row].tolist(), {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id})
+                counts[i] = len(toks)
+                texts[i] = prefixes[i] + self.tokenizer.decode(toks, skip_special_tokens=False)
+        return [
+            Generation(prompts[i], texts[i], modes_per[i] != AUTO,
+                       dict(zip(self.modes.names, p_mode[i].tolist())), modes_lib.parse(texts[i], self.modes), counts[i])
+            for i in range(len(prompts))
+        ]
+
+
+def _until_end(ids: list[int], end_ids: set[int]) -> list[int]:
+    for k, t in enumerate(ids):
+        if t in end_ids:
+            return ids[:k]
+    return ids

@@ -1,0 +1,1 @@
+"""Model factories: tiny local models for CPU runs and tests."""

@@ -1,0 +1,1 @@
+"""Stage 1: dual-mode SFT on TRL's SFTTrainer."""

@@ -1,0 +1,66 @@
+"""The SFT stage's one config. Recipes: recipes/<name>/sft.yaml; CLI overrides: key=value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .mixes import ALL_MIXES
+
+
+def _help(text: str, default=None, factory=None):
+    if factory is not None:
+        return field(default_factory=factory, metadata={"help": text})
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass
+class LoraSpec:
+    r: int = _help("LoRA rank", 16)
+    alpha: int = _help("LoRA alpha (scale = alpha / r)", 32)
+    dropout: float = _help("LoRA dropout", 0.05)
+    target_modules: list[str] | str = _help("modules to adapt ('all-linear' or a list)", "all-linear")
+
+
+@dataclass
+class SFTRunConfig:
+    model: str = _help("model directory or hub id to start from (loaded with from_pretrained)", "")
+    data: str = _help("training items (JSONL, or a PersonaBench directory: its train.jsonl)", "")
+    output_dir: str = _help("where checkpoints and the final model (output_dir/model) go", "")
+    mix: str = _help(f"which traces to train on: {', '.join(ALL_MIXES)}", "dual")
+    eval_data: str | None = _help("items for the end-of-run check (JSONL or directory: its val.jsonl)", None)
+    eval_limit: int = _help("how many eval items to generate for the end-of-run check (0 = none)", 400)
+    limit: int | None = _help("use only the first N training items", None)
+    # optimisation (passed to TRL's SFTConfig)
+    learning_rate: float = _help("peak learning rate", 1e-5)
+    num_train_epochs: float = _help("epochs (ignored when max_steps > 0)", 1.0)
+    max_steps: int = _help("optimizer steps; -1 = use num_train_epochs", -1)
+    per_device_train_batch_size: int = _help("batch size per device", 8)
+    gradient_accumulation_steps: int = _help("micro-batches per optimizer step", 1)
+    lr_scheduler_type: str = _help("HF scheduler name", "cosine")
+    warmup_ratio: float = _help("share of steps spent warming up", 0.03)
+    weight_decay: float = _help("AdamW weight decay", 0.0)
+    max_length: int = _help("max tokens per example (prompt + completion)", 4096)
+    seed: int = _help("seed for init, data order and dropout", 0)
+    bf16: bool = _help("train in bf16 (GPU)", False)
+    gradient_checkpointing: bool = _help("trade compute for memory", False)
+    deepspeed: str | None = _help("DeepSpeed JSON config (e.g. recipes/accelerate/zero3.json)", None)
+    lora: LoraSpec | None = _help("LoRA settings; null = full fine-tune", None)
+    logging_steps: int = _help("log every N steps", 10)
+    save_steps: int = _help("checkpoint every N steps", 200)
+    save_total_limit: int | None = _help("keep at most N checkpoints", 2)
+    threads: int | None = _help("torch CPU threads (None = torch default)", None)
+    modes: dict = _help("mode name -> marker", factory=lambda: {"general": "[General_mode]", "personalized": "[Personalized_mode]"})
+    add_marker_tokens: bool = _help("register markers as special tokens (resizes embeddings when new)", True)
+
+    def __post_init__(self):
+        missing = [k for k in ("model", "data", "output_dir") if not getattr(self, k)]
+        if missing:
+            raise ValueError(f"missing required field(s): {missing}")
+        if self.mix not in ALL_MIXES:
+            raise ValueError(f"mix: unknown {self.mix!r}; known: {list(ALL_MIXES)}")
+        if self.learning_rate <= 0 or self.per_device_train_batch_size < 1 or self.max_length < 8:
+            raise ValueError("learning_rate > 0, per_device_train_batch_size >= 1 and max_length >= 8 required")
+        if self.max_steps == 0 or (self.max_steps < 0 and self.num_train_epochs <= 0):
+            raise ValueError("set max_steps > 0 or num_train_epochs > 0")
+        if self.save_steps < 1:
+            raise ValueError("save_steps must be >= 1")

@@ -1,0 +1,75 @@
+"""SFT data mixes: which trace of each item becomes a training example. The paper's ablations are
+one name each.
+
+Every mix keeps only traces that reach the gold answer (the paper keeps a teacher trace only when it
+verifies), except `persona_prompted`, which is the naive pipeline that does not verify.
+
+- ``dual``: each item's preferred-mode trace (personalized for helpful personas and personalized
+  items, general otherwise). PersonaDual's stage 1.
+- ``general_only``: the general trace of every item it solves (one mode, persona in the prompt).
+- ``personalized_only``: the personalized trace of every item it solves (helpful, irrelevant, none,
+  personalized, some ambiguous; never misaligned, since following that persona is wrong).
+- ``persona_prompted``: the naive persona-in-the-prompt baseline: one reasoning pattern that uses the
+  persona whenever one is given (personalized trace), unverified; general trace without a persona.
+- ``pretrain``: what a base model knows before persona training: each base question once, persona
+  removed, general reasoning, no mode marker.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from .. import modes as modes_lib
+from ..data.schema import Item
+
+Example = dict[str, str]  # {"prompt": chat-rendered prompt text, "completion": response + end of turn}
+
+
+def _pick_dual(it: Item) -> str | None:
+    return it.preferred_mode
+
+
+def _pick_verified(mode: str) -> Callable[[Item], str | None]:
+    return lambda it: mode if it.trace_correct(mode) else None
+
+
+def _pick_persona_prompted(it: Item) -> str | None:
+    return "personalized" if it.persona else "general"
+
+
+MIXES: dict[str, Callable[[Item], str | None]] = {
+    "dual": _pick_dual,
+    "general_only": _pick_verified("general"),
+    "personalized_only": _pick_verified("personalized"),
+    "persona_prompted": _pick_persona_prompted,
+}
+ALL_MIXES = (*MIXES, "pretrain")
+
+
+def build_examples(items: Iterable[Item], mix: str, tokenizer, modes: modes_lib.ModeSet = modes_lib.DEFAULT_MODES,
+                   persona_template: str = modes_lib.PAPER_PERSONA_TEMPLATE) -> list[Example]:
+    """Items -> prompt/completion text pairs for TRL's SFTTrainer (prompt rendered with the model's template)."""
+    if mix not in ALL_MIXES:
+        raise ValueError(f"mix: unknown {mix!r}; known: {list(ALL_MIXES)}")
+    eos = tokenizer.eos_token or ""
+    out: list[Example] = []
+    if mix == "pretrain":
+        seen = set()
+        for it in items:
+            key = it.base_id or it.id
+            if key in seen or "general" not in it.traces:
+                continue
+            seen.add(key)
+            tr = it.traces["general"]
+            prompt = modes_lib.render_prompt(tokenizer, it.question, None)
+            out.append({"prompt": prompt, "completion": f"{tr.reasoning}\n{modes_lib.format_answer(tr.answer)}{eos}"})
+        return out
+    pick = MIXES[mix]
+    for it in items:
+        mode = pick(it)
+        if mode is None or mode not in it.traces:
+            continue
+        tr = it.traces[mode]
+        prompt = modes_lib.render_prompt(tokenizer, it.question, it.persona, persona_template=persona_template)
+        out.append({"prompt": prompt, "completion": modes_lib.format_response(mode, tr.reasoning, tr.answer, modes) + eos})
+    return out

@@ -1,0 +1,114 @@
+"""Stage 1: supervised fine-tuning on traces of both modes, on TRL's SFTTrainer.
+
+We only choose the data (a mix), register the mode markers and make checkpoints crash-safe; the
+training loop, LoRA, DeepSpeed and multi-GPU are TRL/accelerate's. The loss covers the completion
+only, the mode marker included: choosing the mode is part of what the model learns.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from .. import modes as modes_lib
+from ..checkpoint import MarkCompleteCallback, last_complete_checkpoint, save_final
+from ..config import save_config
+from ..data.schema import Item, read_items
+from .config import SFTRunConfig
+from .mixes import build_examples
+
+
+def resolve_items(path: str, split: str) -> list[Item]:
+    """A JSONL file, or a PersonaBench directory (then its ``{split}.jsonl``)."""
+    p = Path(path)
+    return read_items(p / f"{split}.jsonl" if p.is_dir() else p)
+
+
+def eval_sample(items: list[Item], n: int, seed: int = 0) -> list[Item]:
+    """A fixed random sample, so a quick check covers every family and condition."""
+    return items if n >= len(items) else random.Random(seed).sample(items, n)
+
+
+def load_model_and_tokenizer(path: str, bf16: bool = False):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16 if bf16 else torch.float32)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return model, tok
+
+
+def main(cfg: SFTRunConfig, resume: bool = False) -> dict:
+    import torch
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.output_dir)
+    ckpt = last_complete_checkpoint(out) if resume else None
+    if not resume and any(out.glob("checkpoint-*")):
+        raise FileExistsError(f"{out} already has checkpoints: pass --resume, or choose a new output_dir")
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+
+    modes = modes_lib.ModeSet.from_dict(cfg.modes)
+    model, tok = load_model_and_tokenizer(cfg.model, cfg.bf16)
+    if cfg.add_marker_tokens and modes_lib.add_marker_tokens(tok, modes):
+        model.resize_token_embeddings(len(tok))
+    modes_lib.marker_token_ids(tok, modes)  # fails loudly if a marker is not one token
+
+    items = resolve_items(cfg.data, "train")[: cfg.limit]
+    examples = build_examples(items, cfg.mix, tok, modes)
+    if not examples:
+        raise ValueError(f"{cfg.data}: mix {cfg.mix!r} selected no training examples")
+    print(f"[sft] {len(examples)} examples ({cfg.mix}) from {len(items)} items")
+
+    args = SFTConfig(
+        output_dir=str(out), learning_rate=cfg.learning_rate, num_train_epochs=cfg.num_train_epochs,
+        max_steps=cfg.max_steps, per_device_train_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps, lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay, max_length=cfg.max_length, seed=cfg.seed,
+        data_seed=cfg.seed, bf16=cfg.bf16, gradient_checkpointing=cfg.gradient_checkpointing,
+        deepspeed=cfg.deepspeed, logging_steps=cfg.logging_steps, save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit, completion_only_loss=True, report_to="none",
+        use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, disable_tqdm=False,
+    )
+    peft_config = None
+    if cfg.lora is not None:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                                 target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples), processing_class=tok,
+                         peft_config=peft_config, callbacks=[MarkCompleteCallback()])
+    if ckpt:
+        print(f"[sft] resuming from {ckpt}")
+    trainer.train(resume_from_checkpoint=ckpt)
+
+    final = trainer.model
+    if cfg.lora is not None:
+        final = final.merge_and_unload()  # a standalone model every later stage can from_pretrained
+    model_dir = save_final(final, tok, out / "model", {"personadual_sft.yaml": (out / "config.yaml").read_text()})
+    result = {"model_dir": str(model_dir), "examples": len(examples), "steps": trainer.state.global_step}
+    if cfg.eval_data and cfg.eval_limit > 0 and cfg.mix != "pretrain":
+        result["check"] = end_of_run_check(final, tok, modes, cfg.eval_data, cfg.eval_limit)
+        (out / "sft_check.json").write_text(json.dumps(result["check"], indent=2) + "\n")
+    return result
+
+
+def end_of_run_check(model, tok, modes, eval_data: str, limit: int) -> dict:
+    """Greedy auto-mode generation on a val sample: format, mode choice, accuracy. Printed and returned."""
+    from ..eval.predict import predict, quick_summary
+    from ..generation import Engine, GenerationConfig
+
+    model.eval()
+    items = eval_sample(resolve_items(eval_data, "val"), limit)
+    summary = quick_summary(predict(Engine(model, tok, modes), items, config=GenerationConfig(max_new_tokens=64)))
+    print(f"[sft] check on {summary['n']} val items: well-formed {summary['well_formed']}, "
+          f"preferred mode {summary['preferred_mode_agreement']}, acc {summary['acc']}, "
+          f"personalized {summary['personalized_acc']}")
+    return summary

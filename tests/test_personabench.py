@@ -1,0 +1,92 @@
+import json
+import subprocess
+import sys
+
+from personadual.data import read_items
+from personadual.data.personabench import BenchConfig, build, stats
+from personadual.data.personabench import vocab
+
+from conftest import SMALL
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "personadual.cli", *args], capture_output=True, text=True)
+
+
+def test_cli_build_is_byte_identical_for_a_seed(tmp_path):
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    small = [f"train_bases={SMALL['train_bases']}", "eval_bases={val: 3, test: 3}", "personalized={train: 20, val: 4, test: 4}"]
+    for d, seed in ((a, 0), (b, 0), (c, 1)):
+        r = _cli("data", "build", "--out", str(d), "--seed", str(seed), *small)
+        assert r.returncode == 0, r.stderr
+    for name in ("train.jsonl", "val.jsonl", "test.jsonl", "stats.json", "config.json"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    assert (a / "train.jsonl").read_bytes() != (c / "train.jsonl").read_bytes()
+    st = json.loads((a / "stats.json").read_text())
+    assert set(st["counts"]) == {"train", "val", "test"}
+    assert {"family", "condition", "preferred_mode", "total"} <= set(st["counts"]["test"])
+
+
+def test_cli_rejects_unknown_knob(tmp_path):
+    r = _cli("data", "build", "--out", str(tmp_path / "x"), "no_such_knob=1")
+    assert r.returncode == 2 and "unknown key(s) ['no_such_knob']" in r.stderr
+
+
+def test_every_condition_and_family_present(bench_dir):
+    test = read_items(bench_dir / "test.jsonl")
+    assert {it.condition for it in test} == {"none", "irrelevant", "misaligned", "helpful", "ambiguous", "personalized"}
+    assert {it.family for it in test} == {"lookup", "compare", "arith", "convert", "preference"}
+
+
+def test_eval_splits_are_paired_over_conditions(bench_dir):
+    by_base = {}
+    for it in read_items(bench_dir / "test.jsonl"):
+        if it.kind == "objective":
+            by_base.setdefault(it.base_id, []).append(it)
+    for group in by_base.values():
+        assert {"none", "irrelevant", "misaligned", "helpful"} <= {it.condition for it in group}
+        assert len({(it.question, it.gold) for it in group}) == 1  # same question under each persona
+
+
+def test_test_split_holds_out_names_and_persona_frames(bench_dir):
+    train = read_items(bench_dir / "train.jsonl")
+    test = read_items(bench_dir / "test.jsonl")
+    train_text = " ".join(f"{it.question} {it.persona or ''}" for it in train)
+    for name in vocab.NAMES_HELDOUT:
+        assert f" {name} " not in train_text
+    test_personas = {it.persona for it in test if it.persona}
+    assert not test_personas & {it.persona for it in train if it.persona}
+    assert any(" Ema " in it.question or " Finn " in it.question for it in test)
+
+
+def test_preferred_mode_labels_follow_the_paper(bench_dir):
+    for it in read_items(bench_dir / "train.jsonl"):
+        want = "personalized" if it.condition in ("helpful", "personalized") else "general"
+        assert it.preferred_mode == want
+        assert it.trace_correct(it.preferred_mode)  # the labelled trace always reaches gold
+
+
+def test_interference_and_helpfulness_are_built_in():
+    splits = build(BenchConfig(seed=3, **{**SMALL, "personalized": {"train": 10, "val": 10, "test": 200}}))
+    props = stats(splits)["properties"]["test"]
+    # following a misaligned persona leads away from gold on (almost) every item
+    assert props["misaligned_personalized_trace_wrong"] >= 0.9
+    # a helpful persona's signal is right, and much cheaper than solving from the question
+    assert props["helpful_personalized_trace_right"] == 1.0
+    words = props["helpful_trace_words"]
+    assert words["personalized"] < words["general"]
+    # personalized items need the persona
+    assert props["personalized_general_trace_right"] < 0.5
+    assert props["personalized_personalized_trace_right"] == 1.0
+    for it in splits["test"]:
+        if it.condition == "misaligned":
+            assert it.persona_pull != it.gold and it.persona_pull in it.persona
+
+
+def test_difficulty_knob_lengthens_compare_traces():
+    easy = build(BenchConfig(seed=0, **SMALL, difficulty={"lookup": [3, 3], "compare": [3, 3], "arith": [2, 2], "convert": [1, 1]}))
+    hard = build(BenchConfig(seed=0, **SMALL, difficulty={"lookup": [6, 6], "compare": [6, 6], "arith": [4, 4], "convert": [3, 3]}))
+    length = lambda s, fam: sum(len(it.traces["general"].reasoning.split()) for it in s["test"] if it.family == fam)  # noqa: E731
+    for fam in ("compare", "arith"):
+        assert length(hard, fam) > 1.5 * length(easy, fam)
+    assert max(len(it.options) for it in hard["test"] if it.family == "lookup") == 6
