@@ -27,3 +27,23 @@ def tiny_dir(bench_dir, tmp_path_factory):
     init_tiny(bench_dir, out, TinyModelConfig(hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
                                                intermediate_size=128, vocab_size=600))
     return out
+
+
+def sft_overrides(model, data, out, **extra):
+    """Overrides for a seconds-long SFT run of the tiny test model."""
+    kw = dict(model=model, data=data, output_dir=out, learning_rate=3e-3, max_steps=40, per_device_train_batch_size=16,
+              max_length=256, save_steps=1000, logging_steps=10, eval_limit=0, threads=1, warmup_ratio=0.0)
+    kw.update(extra)
+    return [f"{k}={v}" for k, v in kw.items()]
+
+
+@pytest.fixture(scope="session")
+def sft_model(bench_dir, tiny_dir, tmp_path_factory):
+    """The tiny model after a brief dual SFT: it opens every response with a marker."""
+    from personadual.config import load_config
+    from personadual.sft.config import SFTRunConfig
+    from personadual.sft.train import main
+
+    out = tmp_path_factory.mktemp("sft")
+    main(load_config(SFTRunConfig, None, sft_overrides(tiny_dir, bench_dir, out, max_steps=60)))
+    return out / "model"

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .. import modes as modes_lib
+from ..checkpoint import save_final
 from ..data.schema import Item, read_items
 
 PAD, BOS_TURN, EOS_TURN = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
@@ -112,10 +113,7 @@ def init_tiny(data_dir: str | Path, out_dir: str | Path, cfg: TinyModelConfig | 
         raise FileNotFoundError(f"{data_dir}: no train/val/test .jsonl files (run `personadual data build`)")
     tokenizer = train_tokenizer(corpus(items), cfg.vocab_size)
     model = build_model(tokenizer, cfg)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer.save_pretrained(out_dir)
-    model.save_pretrained(out_dir, safe_serialization=True)
-    (out_dir / "tiny_config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    save_final(model, tokenizer, out_dir, {"tiny_config.json": json.dumps(asdict(cfg), indent=2) + "\n"})
     n_params = sum(p.numel() for p in model.parameters())
     return {"out": str(out_dir), "params": n_params, "vocab": len(tokenizer), "arch": cfg.arch,
             "markers": dict(zip(modes_lib.DEFAULT_MODES.names, modes_lib.marker_token_ids(tokenizer)))}

@@ -29,14 +29,14 @@ class Base:
 
 
 def lookup(rng: random.Random, difficulty: int, names: list[str]) -> Base:
-    """Easy: find the fact that mentions a city. Difficulty = number of facts (options)."""
+    """Easy: which fact names a city. Difficulty = number of facts (options)."""
     n = difficulty
     people = rng.sample(names, n)
     cities = rng.sample(vocab.CITIES, n)
     k = rng.randrange(n)
-    facts = " ".join(f"{LETTERS[i]} {p} lives in {c} ." for i, (p, c) in enumerate(zip(people, cities)))
+    facts = " ".join(f"{LETTERS[i]} {c} is home to {p} ." for i, (p, c) in enumerate(zip(people, cities)))
     question = f"{facts} who lives in {cities[k]} ?"
-    return Base("lookup", n, question, list(LETTERS[:n]), LETTERS[k], f"{cities[k]} is with {LETTERS[k]} .")
+    return Base("lookup", n, question, list(LETTERS[:n]), LETTERS[k], scan_options(cities, cities[k]))
 
 
 def compare(rng: random.Random, difficulty: int, names: list[str], max_age: int = 60) -> Base:
@@ -74,7 +74,7 @@ def arith(rng: random.Random, difficulty: int, names: list[str]) -> Base:
     for x in nums[1:]:
         steps.append(f"{run} + {x} = {run + x} .")
         run += x
-    steps.append(f"{LETTERS[k]} {total} .")
+    steps.append(scan_options(values, total))
     return Base("arith", n, question, list(LETTERS[:4]), LETTERS[k], " ".join(steps))
 
 
@@ -87,8 +87,23 @@ def convert(rng: random.Random, difficulty: int, names: list[str]) -> Base:
     k = values.index(y)
     opts = " ".join(f"{LETTERS[i]} {v} ." for i, v in enumerate(values))
     question = f"how many {dst} are in {x} {src} ? {opts}"
-    reasoning = f"1 {src} = {factor} {dst} . {x} {src} = {y} {dst} . {LETTERS[k]} {y} ."
+    reasoning = f"1 {src} = {factor} {dst} . {x} {src} = {y} {dst} . {scan_options(values, y)}"
     return Base("convert", difficulty, question, list(LETTERS[:4]), LETTERS[k], reasoning)
+
+
+def scan_options(values: list, target) -> str:
+    """Walk the options in letter order until one matches: ``A 20 no . B 10 yes . so B .``
+
+    Each step only copies the value that follows a letter (an induction step a tiny model learns
+    fast) and tests equality; the letter is never looked up from the value.
+    """
+    steps = []
+    for letter, v in zip(LETTERS, values):
+        hit = v == target
+        steps.append(f"{letter} {v} {'yes' if hit else 'no'} .")
+        if hit:
+            return " ".join(steps) + f" so {letter} ."
+    raise ValueError(f"{target!r} is not among the options {values}")
 
 
 def _distractors(rng: random.Random, right: int, candidates: list[int]) -> list[int]:

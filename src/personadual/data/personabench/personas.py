@@ -14,8 +14,18 @@ from .families import LETTERS, Base
 from . import vocab
 
 
+def _an(persona: str) -> str:
+    """'a accountant' -> 'an accountant'."""
+    return "an " + persona[2:] if persona.startswith("a ") and persona[2:3] in "aeiou" else persona
+
+
 def persona_for(condition: str, base: Base, rng: random.Random, pool: dict) -> tuple[str | None, str | None, str]:
     """-> (persona text, the option it points to, personalized-mode reasoning)."""
+    persona, pull, reasoning = _persona_for(condition, base, rng, pool)
+    return (_an(persona) if persona else None), pull, reasoning
+
+
+def _persona_for(condition, base, rng, pool):
     wrong = [o for o in base.options if o != base.gold]
     if condition == "none":
         return None, None, f"no persona . {base.general_reasoning}"
@@ -53,16 +63,22 @@ def preference_item(rng: random.Random, pool: dict, n_options: int = 4) -> dict:
     rng.shuffle(cats)
     things = [rng.choice(vocab.CATEGORIES[c]) for c in cats]
     thing = rng.choice(vocab.PREFERENCE_THINGS)
-    opts = " ".join(f"{LETTERS[i]} a {t} ." for i, t in enumerate(things))
+    opts = " ".join(f"{LETTERS[i]} {t} ." for i, t in enumerate(things))
     question = f"which {thing} would I like best ? {opts}"
     role = rng.choice(pool["other_roles"])
-    persona = rng.choice(pool["preference_frames"]).format(role=role, likes=likes, dislikes=dislikes)
+    persona = _an(rng.choice(pool["preference_frames"]).format(role=role, likes=likes, dislikes=dislikes))
     gold = LETTERS[cats.index(likes)]
-    labelled = " ".join(f"{LETTERS[i]} {c} ." for i, c in enumerate(cats))
-    personalized = f"persona likes {likes} . {labelled} take {gold} ."
+    # option scan as in families.scan_options, with each thing's category said aloud
+    steps = []
+    for i, (t, c) in enumerate(zip(things, cats)):
+        steps.append(f"{LETTERS[i]} {t} {c} {'yes' if c == likes else 'no'} .")
+        if c == likes:
+            break
+    personalized = f"persona likes {likes} . {' '.join(steps)} so {gold} ."
     popular = min(cats, key=vocab.POPULARITY.index)
     general_answer = LETTERS[cats.index(popular)]
-    general = f"no persona used . {labelled} most popular {general_answer} ."
+    labelled = " ".join(f"{LETTERS[i]} {t} {c} ." for i, (t, c) in enumerate(zip(things, cats)))
+    general = f"no persona used . {labelled} most popular {popular} so {general_answer} ."
     return {
         "question": question,
         "options": list(LETTERS[:n_options]),

@@ -1,0 +1,111 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from personadual.checkpoint import COMPLETE, last_complete_checkpoint
+from personadual.config import ConfigError, load_config
+from personadual.data import read_items
+from personadual.sft.config import SFTRunConfig
+from personadual.sft.mixes import build_examples
+
+from conftest import sft_overrides
+
+
+def _sft_cmd(cfg_file, *overrides, resume=False):
+    cmd = [sys.executable, "-m", "personadual.cli", "sft", "--config", str(cfg_file), *overrides]
+    return cmd + (["--resume"] if resume else [])
+
+
+def test_mixes_select_the_paper_ablations(bench_dir, tiny_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_dir)
+    items = read_items(bench_dir / "train.jsonl")
+    count = lambda mix, marker: sum(marker in ex["completion"] for ex in build_examples(items, mix, tok))  # noqa: E731
+    G, P = "[General_mode]", "[Personalized_mode]"
+    assert count("general_only", P) == 0 and count("personalized_only", G) == 0
+    n_pref_p = sum(it.preferred_mode == "personalized" for it in items)
+    assert count("dual", P) == n_pref_p and count("dual", G) == len(items) - n_pref_p
+    # personalized_only keeps only verified traces: never the misaligned ones
+    n_mis = sum(it.condition == "misaligned" for it in items)
+    assert len(build_examples(items, "personalized_only", tok)) <= len(items) - n_mis
+    # the naive baseline follows any persona, misaligned included
+    assert count("persona_prompted", P) == sum(it.persona is not None for it in items)
+    pre = build_examples(items, "pretrain", tok)
+    assert pre and not any(G in ex["completion"] or P in ex["completion"] or "I am" in ex["prompt"] for ex in pre)
+    for ex in build_examples(items, "dual", tok)[:5]:
+        assert ex["completion"].endswith(tok.eos_token) and ex["prompt"].endswith("<|im_start|>assistant\n")
+
+
+def test_config_errors_name_the_file_and_key(tmp_path):
+    f = tmp_path / "sft.yaml"
+    f.write_text("model: m\ndata: d\noutput_dir: o\nlerning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match=r"sft.yaml: unknown key\(s\) \['lerning_rate'\]"):
+        load_config(SFTRunConfig, f)
+    with pytest.raises(ConfigError, match="mix: unknown 'both'"):
+        load_config(SFTRunConfig, None, ["model=m", "data=d", "output_dir=o", "mix=both"])
+    cfg = load_config(SFTRunConfig, None, ["model=m", "data=d", "output_dir=o", "lora.r=4"])
+    assert cfg.lora.r == 4 and cfg.lora.alpha == 32
+
+
+def test_sft_trains_and_saves_resolved_config(sft_model):
+    run = sft_model.parent
+    assert (run / "config.yaml").exists() and (sft_model / COMPLETE).exists()
+    assert (sft_model / "model.safetensors").exists() and (sft_model / "tokenizer.json").exists()
+
+
+def test_incomplete_checkpoint_is_never_resumed(tmp_path):
+    (tmp_path / "checkpoint-2").mkdir()
+    (tmp_path / "checkpoint-2" / COMPLETE).write_text("2")
+    (tmp_path / "checkpoint-4").mkdir()  # killed mid-save: no marker
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    assert not (tmp_path / "checkpoint-4").exists()
+
+
+def test_refuses_to_clobber_checkpoints_without_resume(bench_dir, tiny_dir, tmp_path):
+    from personadual.sft.train import main
+
+    (tmp_path / "checkpoint-1").mkdir()
+    with pytest.raises(FileExistsError, match="--resume"):
+        main(load_config(SFTRunConfig, None, sft_overrides(tiny_dir, bench_dir, tmp_path)))
+
+
+def test_kill_and_resume_gives_the_same_weights(bench_dir, tiny_dir, tmp_path):
+    cfg_file = tmp_path / "recipe.yaml"
+    cfg_file.write_text("mix: dual\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
+    common = dict(max_steps=12, save_steps=3, save_total_limit=None, learning_rate=1e-3, per_device_train_batch_size=8)
+
+    straight = tmp_path / "straight"
+    r = subprocess.run(_sft_cmd(cfg_file, *sft_overrides(tiny_dir, bench_dir, straight, **common)), env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_sft_cmd(cfg_file, *sft_overrides(tiny_dir, bench_dir, killed, **common)), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (killed / "checkpoint-6" / COMPLETE).exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (killed / "checkpoint-6" / COMPLETE).exists(), "run never reached step 6"
+    assert not (killed / "model").exists(), "run finished before it was killed"
+
+    r = subprocess.run(_sft_cmd(cfg_file, *sft_overrides(tiny_dir, bench_dir, killed, **common), resume=True),
+                       env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "resuming from" in r.stdout
+    a = load_file(straight / "model" / "model.safetensors")
+    b = load_file(killed / "model" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+    assert json.loads(r.stdout)["steps"] == 12
