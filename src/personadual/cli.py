@@ -64,6 +64,29 @@ def data_validate(files: list[Path] = typer.Argument(..., help="JSONL item files
     raise typer.Exit(1 if bad else 0)
 
 
+@data_app.command("load")
+def data_load(source: str = typer.Argument(..., help="mmlu | flan | ultramedical | alignx"),
+              out: Path = typer.Option(..., help="output JSONL"),
+              path: Optional[Path] = typer.Option(None, "--in", help="local file in the source's own format"),
+              hf_name: Optional[str] = typer.Option(None, help="hub dataset id (needs network access)"),
+              split: str = typer.Option("train"), limit: Optional[int] = typer.Option(None),
+              seed: int = typer.Option(0),
+              personas: Optional[Path] = typer.Option(None, help="PersonaHub file: give objective items personas")):
+    """Convert a real data source (FLAN, MMLU, UltraMedical, AlignX) into PersonaDual items."""
+    from .data.loaders import load_personas, load_source
+    from .data.schema import DataError, write_items
+
+    try:
+        persona_list = load_personas(str(personas)) if personas else None
+        items = load_source(source, str(path) if path else None, hf_name=hf_name, split=split, limit=limit,
+                            seed=seed, personas=persona_list)
+    except DataError as e:
+        _fail(str(e))
+    except ValueError as e:
+        _fail(str(e))
+    _print({"out": str(out), "items": write_items(out, items)})
+
+
 @model_app.command("init-tiny")
 def model_init_tiny(data: Path = typer.Option(..., help="PersonaBench directory (tokenizer corpus)"),
                     out: Path = typer.Option(..., help="output model directory"),
@@ -109,6 +132,22 @@ def _run_sft(config: Path, overrides: list[str], resume: bool):
     except ConfigError as e:
         _fail(str(e))
     _print(main(cfg, resume=resume))
+
+
+@app.command("rl")
+def rl(config: Path = typer.Option(..., help="recipe, e.g. recipes/tiny-cpu/rl.yaml"),
+       resume: bool = typer.Option(False, help="resume from the last complete checkpoint"),
+       overrides: Optional[list[str]] = OVERRIDES):
+    """Stage 2: DualGRPO (or grpo / dual_paper) on TRL's GRPOTrainer."""
+    from .config import ConfigError, load_config
+    from .rl.config import RLRunConfig
+    from .rl.train import main as rl_main
+
+    try:
+        cfg = load_config(RLRunConfig, config, overrides)
+    except ConfigError as e:
+        _fail(str(e))
+    _print(rl_main(cfg, resume=resume))
 
 
 @app.command("generate")

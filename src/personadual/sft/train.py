@@ -30,6 +30,10 @@ def eval_sample(items: list[Item], n: int, seed: int = 0) -> list[Item]:
     return items if n >= len(items) else random.Random(seed).sample(items, n)
 
 
+def end_of_run_sample(eval_data: str, limit: int) -> list[Item]:
+    return eval_sample(resolve_items(eval_data, "val"), limit)
+
+
 def load_model_and_tokenizer(path: str, bf16: bool = False):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -72,10 +76,11 @@ def main(cfg: SFTRunConfig, resume: bool = False) -> dict:
         max_steps=cfg.max_steps, per_device_train_batch_size=cfg.per_device_train_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps, lr_scheduler_type=cfg.lr_scheduler_type,
         warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay, max_length=cfg.max_length, seed=cfg.seed,
-        data_seed=cfg.seed, bf16=cfg.bf16, gradient_checkpointing=cfg.gradient_checkpointing,
+        data_seed=cfg.seed, bf16=cfg.bf16,
         deepspeed=cfg.deepspeed, logging_steps=cfg.logging_steps, save_steps=cfg.save_steps,
         save_total_limit=cfg.save_total_limit, completion_only_loss=True, report_to="none",
         use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, disable_tqdm=False,
+        **({"gradient_checkpointing": True} if cfg.gradient_checkpointing else {}),
     )
     peft_config = None
     if cfg.lora is not None:
@@ -106,7 +111,7 @@ def end_of_run_check(model, tok, modes, eval_data: str, limit: int) -> dict:
     from ..generation import Engine, GenerationConfig
 
     model.eval()
-    items = eval_sample(resolve_items(eval_data, "val"), limit)
+    items = end_of_run_sample(eval_data, limit)
     summary = quick_summary(predict(Engine(model, tok, modes), items, config=GenerationConfig(max_new_tokens=64)))
     print(f"[sft] check on {summary['n']} val items: well-formed {summary['well_formed']}, "
           f"preferred mode {summary['preferred_mode_agreement']}, acc {summary['acc']}, "

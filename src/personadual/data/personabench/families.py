@@ -36,7 +36,8 @@ def lookup(rng: random.Random, difficulty: int, names: list[str]) -> Base:
     k = rng.randrange(n)
     facts = " ".join(f"{LETTERS[i]} {c} is home to {p} ." for i, (p, c) in enumerate(zip(people, cities)))
     question = f"{facts} who lives in {cities[k]} ?"
-    return Base("lookup", n, question, list(LETTERS[:n]), LETTERS[k], scan_options(cities, cities[k]))
+    # restating the target puts it next to the scan, where equality is easy to check
+    return Base("lookup", n, question, list(LETTERS[:n]), LETTERS[k], f"find {cities[k]} . " + scan_options(cities, cities[k]))
 
 
 def compare(rng: random.Random, difficulty: int, names: list[str], max_age: int = 60) -> Base:
@@ -48,7 +49,7 @@ def compare(rng: random.Random, difficulty: int, names: list[str], max_age: int 
     facts = " ".join(f"{LETTERS[i]} {p} is {a} ." for i, (p, a) in enumerate(zip(people, ages)))
     question = f"{facts} who is the {'oldest' if oldest else 'youngest'} ?"
     best = 0
-    steps = [f"start {LETTERS[0]} {ages[0]} ."]
+    steps = [f"find {'oldest' if oldest else 'youngest'} . start {LETTERS[0]} {ages[0]} ."]
     for i in range(1, n):
         better = ages[i] > ages[best] if oldest else ages[i] < ages[best]
         if better:

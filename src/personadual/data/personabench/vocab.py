@@ -51,38 +51,39 @@ OTHER_ROLES_TRAIN = "chef pilot farmer painter sailor singer baker dancer poet t
 OTHER_ROLES_HELDOUT = "florist jeweller barber".split()
 HOBBIES_TRAIN = ["loves pasta", "enjoys jazz", "grows tomatoes", "collects stamps", "likes long walks",
                  "plays the cello", "knits scarves", "watches birds"]
-HOBBIES_HELDOUT = ["bakes bread at night", "restores old clocks"]
+HOBBIES_HELDOUT = ["loves long walks", "collects scarves", "watches jazz"]  # new combinations of known words
 
 # Persona frames: {role} {claim}. Helpful frames state knowledge the persona has checked;
-# misaligned frames state a taste or a belief. The cue words (records, checked / sure, lucky,
-# fan) are shared; the sentence frames differ between train and held-out.
+# misaligned frames state a taste or a belief. Held-out frames are new sentences made of words
+# the train frames use (a ~1M model cannot learn what an unseen word means); the cue that tells
+# helpful from misaligned ("records" vs a belief) is shared.
 HELPFUL_FRAMES_TRAIN = [
     "a {role} who checked the records : {L} is right",
     "a {role} with the records at hand , which say {L}",
     "a {role} who keeps the records and knows it is {L}",
     "a {role} whose records show {L}",
 ]
-HELPFUL_FRAMES_HELDOUT = ["a {role} who read the records today : they show {L}"]
+HELPFUL_FRAMES_HELDOUT = ["a {role} who keeps the records , which say {L}"]
 MISALIGNED_FRAMES_TRAIN = [
     "a {role} who feels sure it is {L}",
     "a {role} whose lucky letter is {L}",
     "a {role} who is a big fan of {L}",
     "a {role} who just feels that {L} must be right",
 ]
-MISALIGNED_FRAMES_HELDOUT = ["a {role} who is sure in my heart that {L} is right"]
+MISALIGNED_FRAMES_HELDOUT = ["a {role} who just feels sure that {L} must be right"]
 IRRELEVANT_FRAMES_TRAIN = ["a {role} who {hobby}", "a {role} who {hobby} on sundays"]
-IRRELEVANT_FRAMES_HELDOUT = ["a {role} who {hobby} with friends"]
+IRRELEVANT_FRAMES_HELDOUT = ["a {role} who just {hobby}"]
 # Conflicting persona: a records claim and a belief that disagree.
 AMBIGUOUS_FRAMES_TRAIN = [
     "a {role} who checked the records : {L} is right , but feels sure it is {M}",
     "a {role} whose records show {L} , but whose lucky letter is {M}",
 ]
-AMBIGUOUS_FRAMES_HELDOUT = ["a {role} who read the records today : they show {L} , but feels that {M} must be right"]
+AMBIGUOUS_FRAMES_HELDOUT = ["a {role} whose records show {L} , but who feels sure it is {M}"]
 PREFERENCE_FRAMES_TRAIN = [
     "a {role} who loves {likes} and dislikes {dislikes}",
     "a {role} who is into {likes} and never into {dislikes}",
 ]
-PREFERENCE_FRAMES_HELDOUT = ["a {role} who adores {likes} but not {dislikes}"]
+PREFERENCE_FRAMES_HELDOUT = ["a {role} who is into {likes} and dislikes {dislikes}"]
 
 
 def pools(split: str) -> dict:

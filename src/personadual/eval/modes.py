@@ -1,0 +1,64 @@
+"""Mode-choice metrics: HAcc (did the model pick the mode that pays?) and balanced accuracy.
+
+HAcc needs forced runs: each item is answered once in every mode (greedy). An item is *decisive*
+when the modes disagree on correctness; HAcc is the share of decisive items where the auto-mode
+choice is the mode that got it right. Ties (both right or both wrong) say nothing about the choice
+and are reported separately as ``tie_share``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from ..data.schema import OBJECTIVE_CONDITIONS, Item
+from ..generation import Engine, GenerationConfig
+from .predict import Prediction, predict
+
+
+def runs_by_mode(engine: Engine, items: Sequence[Item], config: GenerationConfig | None = None) -> dict[str, list[Prediction]]:
+    """Auto-mode predictions plus one forced run per registered mode, aligned item by item."""
+    runs = {"auto": predict(engine, items, "auto", config)}
+    for name in engine.modes.names:
+        runs[name] = predict(engine, items, name, config)
+    return runs
+
+
+def hacc(runs: dict[str, list[Prediction]]) -> dict:
+    mode_names = [k for k in runs if k != "auto"]
+    hits = decisive = ties = 0
+    for i, auto in enumerate(runs["auto"]):
+        right = {m for m in mode_names if runs[m][i].correct}
+        if len(right) in (0, len(mode_names)):
+            ties += 1
+            continue
+        decisive += 1
+        hits += auto.mode in right
+    n = len(runs["auto"])
+    return {"hacc": round(hits / decisive, 4) if decisive else None, "decisive": decisive,
+            "tie_share": round(ties / n, 4) if n else None}
+
+
+def balanced_accuracy(preds: Sequence[Prediction]) -> float | None:
+    """Mean of (objective accuracy averaged over persona conditions) and personalized accuracy."""
+    per_cond = []
+    for c in OBJECTIVE_CONDITIONS:
+        xs = [p.correct for p in preds if p.condition == c]
+        if xs:
+            per_cond.append(sum(xs) / len(xs))
+    pers = [p.correct for p in preds if p.condition == "personalized"]
+    parts = ([sum(per_cond) / len(per_cond)] if per_cond else []) + ([sum(pers) / len(pers)] if pers else [])
+    return round(sum(parts) / len(parts), 4) if parts else None
+
+
+def mode_check(model, tok, modes, eval_data: str, limit: int) -> dict:
+    """HAcc, balanced accuracy and the quick summary on a fixed val sample (end of an RL run)."""
+    from ..sft.train import end_of_run_sample
+    from .predict import quick_summary
+
+    model.eval()
+    items = end_of_run_sample(eval_data, limit)
+    runs = runs_by_mode(Engine(model, tok, modes), items, GenerationConfig(max_new_tokens=64))
+    result = {**hacc(runs), "balanced_acc": balanced_accuracy(runs["auto"]), **quick_summary(runs["auto"])}
+    print(f"[check] HAcc {result['hacc']} (decisive {result['decisive']}), balanced acc {result['balanced_acc']}, "
+          f"acc {result['acc']}, personalized {result['personalized_acc']}")
+    return result

@@ -1,0 +1,1 @@
+"""Stage 2: DualGRPO -- pure advantage estimators, rewards, and a thin TRL GRPOTrainer subclass."""

@@ -1,0 +1,100 @@
+"""Verifiable rewards, as small pure functions with TRL's signature ``fn(completions, **row) -> list[float | None]``.
+
+TRL decodes completions with ``skip_special_tokens=True``, so the mode marker is gone from the text
+a reward function sees; the trainer puts the rollout's mode in the ``mode`` row field and we put
+the marker back before parsing. ``None`` means "does not apply to this row" (TRL ignores it).
+The eval metrics use the same parser and the same notion of correct, so reward and metric agree.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.request
+from typing import Callable
+
+from .. import modes as modes_lib
+
+
+def _text(completion) -> str:
+    """TRL passes strings for text prompts and message lists for conversational ones."""
+    if isinstance(completion, list):
+        return completion[-1].get("content", "") if completion else ""
+    return completion or ""
+
+
+def _parse(completion, mode: str | None, modes: modes_lib.ModeSet = modes_lib.DEFAULT_MODES):
+    text = _text(completion)
+    if mode and not text.lstrip().startswith(tuple(modes.markers)):
+        text = modes.get(mode).marker + text
+    return modes_lib.parse(text, modes)
+
+
+def _modes_for(n: int, mode) -> list:
+    return list(mode) if mode is not None else [None] * n
+
+
+def accuracy_reward(completions, gold, mode=None, **_) -> list[float]:
+    """1 when the JSON answer is the gold option, else 0."""
+    return [float(_parse(c, m).answer == g) for c, g, m in zip(completions, gold, _modes_for(len(completions), mode))]
+
+
+def format_reward(completions, mode=None, **_) -> list[float]:
+    """1 for a well-formed response (one marker, reasoning, one answer block, nothing after)."""
+    return [float(_parse(c, m).well_formed) for c, m in zip(completions, _modes_for(len(completions), mode))]
+
+
+def persona_consistency_reward(completions, kind, persona_pull, mode=None, **_) -> list[float | None]:
+    """Personalized items: 1 when the answer is the option the persona prefers. None on objective items."""
+    out: list[float | None] = []
+    for c, k, pull, m in zip(completions, kind, persona_pull, _modes_for(len(completions), mode)):
+        out.append(float(_parse(c, m).answer == pull) if k == "personalized" and pull else None)
+    return out
+
+
+REWARDS: dict[str, Callable] = {
+    "accuracy": accuracy_reward,
+    "format": format_reward,
+    "persona_consistency": persona_consistency_reward,
+}
+
+JUDGE_PROMPT = (
+    "You grade how well a response fits a user.\nUser persona: {persona}\nQuestion: {question}\n"
+    "Response: {response}\nReply with a single integer from 0 (ignores the persona or is wrong) "
+    "to 10 (right and tailored to this user)."
+)
+
+
+def make_judge_reward(endpoint: str, model: str, api_key: str | None = None, prompt: str = JUDGE_PROMPT,
+                      timeout: float = 30.0, only_kind: str | None = "personalized") -> Callable:
+    """A reward that asks an OpenAI-compatible judge (``POST {endpoint}/chat/completions``) for a 0-10 grade.
+
+    For open-ended personalization, where no gold option exists. Rows of another ``kind`` get None;
+    a failed call gets None too (TRL then leaves that reward out) rather than stopping training.
+    """
+    url = endpoint.rstrip("/") + "/chat/completions"
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {api_key}"} if api_key else {})}
+
+    def judge_reward(completions, persona=None, question=None, kind=None, mode=None, **_) -> list[float | None]:
+        n = len(completions)
+        out: list[float | None] = []
+        for i, c in enumerate(completions):
+            if only_kind and kind is not None and kind[i] != only_kind:
+                out.append(None)
+                continue
+            text = prompt.format(persona=(persona or [""] * n)[i] or "(none)", question=(question or [""] * n)[i],
+                                 response=_parse(c, _modes_for(n, mode)[i]).reasoning or _text(c))
+            body = json.dumps({"model": model, "messages": [{"role": "user", "content": text}],
+                               "temperature": 0.0, "max_tokens": 8}).encode()
+            try:
+                req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+                with urllib.request.urlopen(req, timeout=timeout) as resp:
+                    content = json.loads(resp.read())["choices"][0]["message"]["content"]
+                m = re.search(r"\d+", content or "")
+                out.append(min(max(int(m.group()), 0), 10) / 10 if m else None)
+            except (OSError, ValueError, KeyError, IndexError):
+                out.append(None)
+        return out
+
+    judge_reward.__name__ = "judge"
+    return judge_reward

@@ -1,0 +1,110 @@
+"""Stage 2: DualGRPO on TRL's GRPOTrainer (see `trainer.py` for the three hooks we override)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+from .. import modes as modes_lib
+from ..checkpoint import MarkCompleteCallback, last_complete_checkpoint, save_final
+from ..config import save_config
+from ..data.schema import Item
+from ..sft.train import load_model_and_tokenizer, resolve_items
+from .advantages import AdvantageConfig
+from .config import RLRunConfig
+from .rewards import REWARDS, make_judge_reward
+
+
+def rows_for(items: list[Item], tokenizer) -> list[dict]:
+    """Items -> GRPO dataset rows: the rendered prompt plus the fields rewards and logs read."""
+    return [
+        {"prompt": modes_lib.render_prompt(tokenizer, it.question, it.persona), "gold": it.gold, "kind": it.kind,
+         "condition": it.condition, "persona_pull": it.persona_pull or "", "family": it.family, "item_id": it.id,
+         "persona": it.persona or "", "question": it.question}
+        for it in items
+    ]
+
+
+def reward_functions(cfg: RLRunConfig):
+    funcs, weights = [], []
+    for name, w in cfg.reward_weights.items():
+        funcs.append(REWARDS[name])
+        weights.append(float(w))
+    if cfg.judge is not None:
+        key = os.environ.get(cfg.judge.api_key_env) if cfg.judge.api_key_env else None
+        funcs.append(make_judge_reward(cfg.judge.endpoint, cfg.judge.model, api_key=key))
+        weights.append(cfg.judge.weight)
+    return funcs, weights
+
+
+def build_trainer(cfg: RLRunConfig, model=None, tok=None):
+    """The configured DualGRPOTrainer (also used by tests and benchmarks)."""
+    import torch
+    from datasets import Dataset
+    from trl import GRPOConfig
+
+    from .trainer import DualGRPOTrainer
+
+    modes = modes_lib.ModeSet.from_dict(cfg.modes)
+    if model is None:
+        model, tok = load_model_and_tokenizer(cfg.model, cfg.bf16)
+    items = resolve_items(cfg.data, "train")
+    random.Random(cfg.seed).shuffle(items)
+    rows = rows_for(items[: cfg.limit], tok)
+    funcs, weights = reward_functions(cfg)
+    args = GRPOConfig(
+        output_dir=cfg.output_dir, learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler_type,
+        max_steps=cfg.max_steps, per_device_train_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps, num_generations=cfg.num_generations,
+        max_completion_length=cfg.max_completion_length, temperature=cfg.temperature, beta=cfg.beta,
+        loss_type=cfg.loss_type, epsilon=cfg.epsilon, num_iterations=cfg.num_iterations,
+        scale_rewards=cfg.scale_rewards, mask_truncated_completions=cfg.mask_truncated_completions,
+        reward_weights=weights, seed=cfg.seed, data_seed=cfg.seed, bf16=cfg.bf16,
+        deepspeed=cfg.deepspeed, use_vllm=cfg.use_vllm,
+        vllm_mode=cfg.vllm_mode, logging_steps=cfg.logging_steps, save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit, report_to="none", use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0,
+        **({"gradient_checkpointing": True} if cfg.gradient_checkpointing else {}),
+    )
+    peft_config = None
+    if cfg.lora is not None:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                                 target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")
+    adv_cfg = AdvantageConfig(scale_rewards=cfg.scale_rewards, alpha=cfg.alpha, prefix_weight=cfg.prefix_weight)
+    return DualGRPOTrainer(
+        model=model, reward_funcs=funcs, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
+        peft_config=peft_config, callbacks=[MarkCompleteCallback()], modes=modes, estimator=cfg.estimator,
+        advantage_config=adv_cfg, force_modes=cfg.force_modes,
+    )
+
+
+def main(cfg: RLRunConfig, resume: bool = False) -> dict:
+    import torch
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.output_dir)
+    ckpt = last_complete_checkpoint(out) if resume else None
+    if not resume and any(out.glob("checkpoint-*")):
+        raise FileExistsError(f"{out} already has checkpoints: pass --resume, or choose a new output_dir")
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    trainer = build_trainer(cfg)
+    if ckpt:
+        print(f"[rl] resuming from {ckpt}")
+    trainer.train(resume_from_checkpoint=ckpt)
+    final = trainer.model.merge_and_unload() if cfg.lora is not None else trainer.model
+    tok = trainer.processing_class
+    model_dir = save_final(final, tok, out / "model", {"personadual_rl.yaml": (out / "config.yaml").read_text()})
+    result = {"model_dir": str(model_dir), "steps": trainer.state.global_step, "estimator": cfg.estimator}
+    if cfg.eval_data and cfg.eval_limit > 0:
+        from ..eval.modes import mode_check
+
+        modes = modes_lib.ModeSet.from_dict(cfg.modes)
+        result["check"] = mode_check(final, tok, modes, cfg.eval_data, cfg.eval_limit)
+        (out / "rl_check.json").write_text(json.dumps(result["check"], indent=2) + "\n")
+    return result

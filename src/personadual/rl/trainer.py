@@ -1,0 +1,162 @@
+"""DualGRPO as a thin subclass of TRL's GRPOTrainer (trl==1.16.0).
+
+What changes, and where (everything else -- loss types, KL, clipping, PEFT, vLLM, multi-GPU -- is TRL's):
+
+- `_generate_single_turn`: forced exploration. Copy k of a prompt's G rollouts gets mode
+  k * M // G; its marker token is appended to the prompt for generation and then put back at the
+  start of the completion, so the marker is trained on and scored. Each row is generated on its
+  own (``num_generations=1``): vLLM server mode would otherwise sample G completions from the
+  first copy only and silently drop the other copies' markers (TRL_NOTES trap 1).
+- `_calculate_rewards`: tells reward functions each rollout's mode (``mode`` row field), since the
+  decoded text has lost the marker (trap 2), and keeps the gathered rewards for the advantages.
+- `_generate_and_score_completions`: after TRL has generated, scored and computed its own
+  per-sequence advantages, replaces them with the chosen estimator's per-token advantages
+  (`personadual.rl.advantages`), computed on the rewards of all processes, keyed by group and mode
+  ids, then sliced to this process -- the same gather-then-slice TRL uses for GRPO.
+
+Rollout layout: TRL's RepeatSampler puts a prompt's G copies next to each other in the global
+generation batch and gives each process a contiguous slice; we check that (`_check_layout`) and
+fail loudly if a TRL release changes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+
+import torch
+from accelerate.utils import gather_object
+from trl import GRPOTrainer
+
+from .. import modes as modes_lib
+from .advantages import AdvantageConfig, SeqAdvantages, get_estimator, token_advantages
+
+NO_MODE = -1
+
+
+class DualGRPOTrainer(GRPOTrainer):
+    def __init__(self, *args, modes: modes_lib.ModeSet = modes_lib.DEFAULT_MODES, estimator: str = "dual",
+                 advantage_config: AdvantageConfig = AdvantageConfig(), force_modes: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.modes = modes
+        self.marker_ids = modes_lib.marker_token_ids(self.processing_class, modes)
+        self._mode_of_token = {tok: k for k, tok in enumerate(self.marker_ids)}
+        self.estimator_name, self.estimator = estimator, get_estimator(estimator)
+        self.advantage_config, self.force_modes = advantage_config, force_modes
+        if force_modes and self.num_generations % len(self.marker_ids):
+            raise ValueError(f"num_generations={self.num_generations} is not divisible by {len(self.marker_ids)} modes")
+        if estimator != "grpo" and self.top_entropy_quantile < 1.0:
+            raise ValueError("top_entropy_quantile < 1 can mask the marker token out of the loss (trap 6); keep it at 1")
+        self._forced_markers: list[int] | None = None
+        self._rewards_per_func: torch.Tensor | None = None
+
+    # -- rollouts ---------------------------------------------------------------------------------
+
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        forced = self._forced_markers
+        if forced is None:
+            return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
+        prompt_ids = [list(p) + [m] for p, m in zip(prompt_ids, forced, strict=True)]
+        completion_ids, logprobs = super()._generate_single_turn(prompt_ids, images, multimodal_fields, 1, has_tool_images)
+        completion_ids = [[m] + list(c) for m, c in zip(forced, completion_ids, strict=True)]
+        if logprobs is not None:  # the marker was not sampled: NaN is neutral in TRL's IS correction
+            logprobs = [[float("nan")] + list(lp) for lp in logprobs]
+        return completion_ids, logprobs
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        for row, ids in zip(inputs, completion_ids_list, strict=True):
+            mode_id = self._mode_of_token.get(ids[0], NO_MODE) if len(ids) else NO_MODE
+            row["mode"] = self.modes.names[mode_id] if mode_id != NO_MODE else None
+        self._rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        return self._rewards_per_func
+
+    def _check_layout(self, inputs, G: int, start: int):
+        """Each block of G consecutive rows in the global batch must be one prompt (RepeatSampler)."""
+        digest = [hashlib.sha1(str(x["prompt"]).encode()).hexdigest() for x in inputs]
+        all_digests = gather_object(digest)
+        for g in range(0, len(all_digests), G):
+            if len(set(all_digests[g : g + G])) != 1:
+                raise RuntimeError(
+                    f"rollout layout changed: rows {g}..{g + G - 1} of the generation batch are not one prompt's "
+                    "G copies; TRL's RepeatSampler contract no longer holds (check the pinned trl version)"
+                )
+        if start % G and len(inputs) % G:
+            raise RuntimeError("a process's slice of the generation batch does not start on a group boundary")
+
+    # -- advantages -------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def _mode_probs(self, prompt_ids_BT, prompt_mask_BT) -> torch.Tensor:
+        """p(mode | prompt) under the current (= rollout) policy, over the marker tokens only. (B, M)"""
+        position_ids = (prompt_mask_BT.cumsum(-1) - 1).clamp(min=0)
+        logits = self.model(input_ids=prompt_ids_BT, attention_mask=prompt_mask_BT, position_ids=position_ids,
+                            logits_to_keep=1).logits[:, -1, :]
+        return torch.softmax(logits[:, self.marker_ids].float(), dim=-1)
+
+    def _generate_and_score_completions(self, inputs):
+        mode = "train" if self.model.training else "eval"
+        G = self.num_generations if mode == "train" else self.num_generations_eval
+        B, M = len(inputs), len(self.marker_ids)
+        start = self.accelerator.process_index * B
+        self._check_layout(inputs, G, start)
+        if self.force_modes:
+            self._forced_markers = [self.marker_ids[((start + i) % G) * M // G] for i in range(B)]
+        try:
+            out = super()._generate_and_score_completions(inputs)
+        finally:
+            self._forced_markers = None
+
+        device = out["completion_ids"].device
+        first_BT = out["completion_ids"][:, :1]
+        is_marker_B = torch.isin(first_BT[:, 0], torch.tensor(self.marker_ids, device=device))
+        mode_local = torch.tensor([self._mode_of_token.get(int(t), NO_MODE) for t in first_BT[:, 0]], device=device)
+        marker_mask_BT = torch.zeros_like(out["completion_mask"])
+        marker_mask_BT[:, 0] = is_marker_B.int()
+        if self.mask_truncated_completions:  # a truncated rollout's marker still says which mode paid (trap 6)
+            out["completion_mask"][:, 0] = torch.where(is_marker_B, 1, out["completion_mask"][:, 0])
+
+        rewards_N = self._rewards_per_func.to(device) * self.reward_weights.to(device)
+        unscorable = torch.isnan(self._rewards_per_func).all(dim=1)
+        rewards_N = rewards_N.nansum(dim=1).double()
+        rewards_N[unscorable] = float("nan")
+        N = rewards_N.shape[0]
+        group_ids = torch.arange(N, device=device) // G
+        mode_ids = self.accelerator.gather(mode_local)
+        probs = None
+        if self.force_modes and self.estimator_name == "dual":
+            probs = self.accelerator.gather(self._mode_probs(out["prompt_ids"], out["prompt_mask"])).double()
+        # Forced rollouts all carry a marker (ids 0..M-1, indexing p). Sampled ones may not: shift by one so
+        # "no marker" is a subgroup of its own; there p = q (on-policy), so no probabilities are needed.
+        est_mode_ids = mode_ids if self.force_modes else mode_ids + 1
+        seq = self.estimator(rewards_N.cpu(), group_ids.cpu(), est_mode_ids.cpu(), M,
+                             probs.cpu() if probs is not None else None, self.advantage_config)
+        local = slice(start, start + B)
+        local_seq = SeqAdvantages(seq.reasoning[local].float().to(device), seq.marker[local].float().to(device))
+        out["advantages"] = token_advantages(local_seq, out["completion_mask"], marker_mask_BT)
+        self._log_modes(mode, inputs, rewards_N, mode_ids, group_ids, probs, start, B)
+        return out
+
+    def _log_modes(self, mode, inputs, rewards_N, mode_ids, group_ids, probs, start, B):
+        """Per-mode reward, p(mode|x) per persona condition, and how often one mode beat the other."""
+        metrics = self._metrics[mode]
+        r, ids, gids = rewards_N.float().cpu(), mode_ids.cpu(), group_ids.cpu()
+        for k, name in enumerate(self.modes.names):
+            sel = (ids == k) & ~torch.isnan(r)
+            if sel.any():
+                metrics[f"dual/reward/{name}"].append(r[sel].mean().item())
+        means = defaultdict(dict)  # group -> mode -> mean reward
+        for g in gids.unique().tolist():
+            for k in range(len(self.modes.names)):
+                sel = (gids == g) & (ids == k) & ~torch.isnan(r)
+                if sel.any():
+                    means[g][k] = round(r[sel].mean().item(), 6)
+        both = [v for v in means.values() if len(v) == len(self.modes.names)]
+        if both:
+            metrics["dual/mode_beat_share"].append(sum(len(set(v.values())) > 1 for v in both) / len(both))
+        if probs is not None and "personalized" in self.modes.names:
+            conds = gather_object([x.get("condition", "all") for x in inputs])
+            by_cond = defaultdict(list)
+            for c, p in zip(conds, probs[:, self.modes.index("personalized")].tolist()):
+                by_cond[c].append(p)
+            for c, ps in by_cond.items():
+                metrics[f"dual/p_personalized/{c}"].append(sum(ps) / len(ps))

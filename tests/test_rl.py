@@ -1,0 +1,174 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from personadual import modes
+from personadual.checkpoint import COMPLETE
+from personadual.config import ConfigError, load_config
+from personadual.rl.config import RLRunConfig
+from personadual.rl.rewards import accuracy_reward, format_reward, make_judge_reward, persona_consistency_reward
+
+G = 4
+
+
+def rl_overrides(model, data, out, **extra):
+    kw = dict(model=model, data=data, output_dir=out, num_generations=G, per_device_train_batch_size=8,
+              max_completion_length=24, temperature=1.0, learning_rate=1e-3, beta=0.0, max_steps=2, save_steps=100,
+              logging_steps=1, eval_limit=0, threads=1, limit=64)
+    kw.update(extra)
+    return [f"{k}={v}" for k, v in kw.items()]
+
+
+def make_trainer(sft_model, bench_dir, tmp_path, **extra):
+    from personadual.rl.train import build_trainer
+
+    cfg = load_config(RLRunConfig, None, rl_overrides(sft_model, bench_dir, tmp_path, **extra))
+    trainer = build_trainer(cfg)
+    trainer.model.train()
+    return trainer
+
+
+def batch(trainer, n_prompts=2):
+    rows = [trainer.train_dataset[i] for i in range(n_prompts)]
+    return [dict(r) for r in rows for _ in range(G)]  # RepeatSampler layout: G contiguous copies
+
+
+def test_rewards_read_the_mode_field_because_markers_are_stripped():
+    done = ' A 1 yes . so B .\n<answer> {"answer": "B"} </answer>'
+    comps = [done, done, "A 1 no", done]
+    gold, modes_ = ["B", "C", "B", "B"], ["general", "general", "personalized", None]
+    assert accuracy_reward(comps, gold, mode=modes_) == [1.0, 0.0, 0.0, 1.0]
+    assert format_reward(comps, mode=modes_) == [1.0, 1.0, 0.0, 0.0]  # no mode and no marker: malformed
+    assert persona_consistency_reward(comps, ["personalized", "objective", "personalized", "personalized"],
+                                      ["B", "C", "A", "C"], mode=modes_) == [1.0, None, 0.0, 0.0]
+
+
+def test_config_guards_the_traps():
+    base = ["model=m", "data=d", "output_dir=o"]
+    with pytest.raises(ConfigError, match="divisible by the 2 modes"):
+        load_config(RLRunConfig, None, base + ["num_generations=3", "per_device_train_batch_size=3"])
+    with pytest.raises(ConfigError, match="one advantage per sequence"):
+        load_config(RLRunConfig, None, base + ["loss_type=luspo"])
+    with pytest.raises(ConfigError, match="unknown reward"):
+        load_config(RLRunConfig, None, base + ["reward_weights={accuracy: 1, vibes: 1}"])
+    assert load_config(RLRunConfig, None, base + ["loss_type=luspo", "estimator=grpo"]).loss_type == "luspo"
+
+
+def test_forced_rollouts_open_with_each_mode_and_credit_the_marker(sft_model, bench_dir, tmp_path):
+    trainer = make_trainer(sft_model, bench_dir, tmp_path, estimator="dual")
+    inputs = batch(trainer)
+    torch.manual_seed(0)
+    out = trainer._generate_and_score_completions(inputs)
+    ids = trainer.marker_ids
+    expected = [ids[(i % G) * 2 // G] for i in range(len(inputs))]  # copies 0,1 general; 2,3 personalized
+    assert out["completion_ids"][:, 0].tolist() == expected
+    assert [r["mode"] for r in inputs] == [("general", "general", "personalized", "personalized")[i % G] for i in range(len(inputs))]
+    adv = out["advantages"]
+    assert adv.shape == out["completion_ids"].shape
+    # reasoning tokens share one advantage per rollout; the marker column carries the selection term
+    body = adv[:, 1:] * out["completion_mask"][:, 1:]
+    for r in range(adv.shape[0]):
+        vals = body[r][out["completion_mask"][r, 1:].bool()].unique()
+        assert vals.numel() <= 1
+    assert any(k.startswith("dual/reward/") for k in trainer._metrics["train"])
+
+
+def test_grpo_subclass_loss_equals_trl_grpo_loss(sft_model, bench_dir, tmp_path):
+    from trl import GRPOTrainer
+
+    ours = make_trainer(sft_model, bench_dir, tmp_path / "a", estimator="grpo", force_modes=False)
+    inputs = batch(ours)
+    torch.manual_seed(0)
+    out_ours = ours._generate_and_score_completions([dict(r) for r in inputs])
+    plain = GRPOTrainer(model=ours.model, reward_funcs=ours.reward_funcs, args=ours.args,
+                        train_dataset=ours.train_dataset, processing_class=ours.processing_class)
+    plain.model.train()
+    torch.manual_seed(0)
+    out_trl = plain._generate_and_score_completions([dict(r) for r in inputs])
+    assert torch.equal(out_ours["completion_ids"], out_trl["completion_ids"])
+    torch.testing.assert_close(out_ours["advantages"],
+                               out_trl["advantages"][:, None] * out_trl["completion_mask"], rtol=1e-6, atol=1e-6)
+    ours.current_gradient_accumulation_steps = plain.current_gradient_accumulation_steps = 1  # set by the train loop
+    loss_ours = ours.compute_loss(ours.model, out_ours)
+    loss_trl = plain.compute_loss(plain.model, out_trl)
+    torch.testing.assert_close(loss_ours, loss_trl, rtol=1e-6, atol=1e-7)
+
+
+def test_rl_trains_and_the_parameters_move(sft_model, bench_dir, tmp_path):
+    from personadual.rl.train import main
+
+    before = load_file(sft_model / "model.safetensors")
+    result = main(load_config(RLRunConfig, None, rl_overrides(sft_model, bench_dir, tmp_path, max_steps=3)))
+    after = load_file(tmp_path / "model" / "model.safetensors")
+    assert result["steps"] == 3 and (tmp_path / "model" / COMPLETE).exists()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert all(torch.isfinite(v).all() for v in after.values())
+
+
+def test_rl_kill_and_resume_gives_the_same_weights(sft_model, bench_dir, tmp_path):
+    cfg_file = tmp_path / "rl.yaml"
+    cfg_file.write_text("estimator: dual\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
+    common = dict(max_steps=6, save_steps=2, save_total_limit=None)
+    cmd = lambda out, *extra: [sys.executable, "-m", "personadual.cli", "rl", "--config", str(cfg_file),  # noqa: E731
+                               *rl_overrides(sft_model, bench_dir, out, **common), *extra]
+    r = subprocess.run(cmd(tmp_path / "straight"), env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(cmd(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (killed / "checkpoint-2" / COMPLETE).exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (killed / "checkpoint-2" / COMPLETE).exists() and not (killed / "model").exists()
+    r = subprocess.run(cmd(killed, "--resume"), env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    a = load_file(tmp_path / "straight" / "model" / "model.safetensors")
+    b = load_file(killed / "model" / "model.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
+def test_judge_reward_against_a_local_endpoint():
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    seen = []
+
+    class Judge(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append((self.path, body, self.headers.get("Authorization")))
+            reply = {"choices": [{"message": {"role": "assistant", "content": "Score: 7"}}]}
+            data = json.dumps(reply).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *a):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Judge)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        judge = make_judge_reward(f"http://127.0.0.1:{server.server_port}/v1", "judge-model", api_key="k", timeout=5)
+        out = judge(["\nthink\n<answer> {\"answer\": \"A\"} </answer>", "x"], persona=["a chef", "a pilot"],
+                    question=["q1", "q2"], kind=["personalized", "objective"], mode=["personalized", "general"])
+        assert out == [0.7, None]
+        path, body, auth = seen[0]
+        assert path == "/v1/chat/completions" and body["model"] == "judge-model" and auth == "Bearer k"
+        assert "a chef" in body["messages"][0]["content"]
+        dead = make_judge_reward("http://127.0.0.1:9/v1", "m", timeout=1)
+        assert dead(["x"], kind=["personalized"]) == [None]  # an unreachable judge never stops training
+    finally:
+        server.shutdown()
