@@ -56,11 +56,26 @@ def from_dict(cls: type[T], data: dict, where: str = "config") -> T:
     kwargs = {}
     for name, value in data.items():
         sub = _dataclass_type(hints[name])
-        kwargs[name] = from_dict(sub, value, f"{where}: {name}") if sub and isinstance(value, dict) else value
+        if sub and isinstance(value, dict):
+            value = from_dict(sub, value, f"{where}: {name}")
+        kwargs[name] = _coerce_number(hints[name], value, f"{where}: {name}")
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}: {e}") from e
+
+
+def _coerce_number(ftype, value, where: str):
+    """YAML 1.1 reads ``5e-5`` as a string; a float field gets a float, or a clear error."""
+    allowed = set(typing.get_args(ftype)) or {ftype}
+    if isinstance(value, str) and (allowed & {float, int}) and str not in allowed:
+        try:
+            return float(value) if float in allowed else int(value)
+        except ValueError:
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if isinstance(value, int) and not isinstance(value, bool) and float in allowed and int not in allowed:
+        return float(value)
+    return value
 
 
 def _dataclass_type(ftype) -> type | None:

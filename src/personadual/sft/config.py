@@ -27,6 +27,7 @@ class SFTRunConfig:
     data: str = _help("training items (JSONL, or a PersonaBench directory: its train.jsonl)", "")
     output_dir: str = _help("where checkpoints and the final model (output_dir/model) go", "")
     mix: str = _help(f"which traces to train on: {', '.join(ALL_MIXES)}", "dual")
+    cross_mode_share: float = _help("dual mix: share of items that also get their other mode's (verified) trace", 0.0)
     eval_data: str | None = _help("items for the end-of-run check (JSONL or directory: its val.jsonl)", None)
     eval_limit: int = _help("how many eval items to generate for the end-of-run check (0 = none)", 400)
     limit: int | None = _help("use only the first N training items", None)
@@ -62,5 +63,7 @@ class SFTRunConfig:
             raise ValueError("learning_rate > 0, per_device_train_batch_size >= 1 and max_length >= 8 required")
         if self.max_steps == 0 or (self.max_steps < 0 and self.num_train_epochs <= 0):
             raise ValueError("set max_steps > 0 or num_train_epochs > 0")
+        if not 0 <= self.cross_mode_share <= 1:
+            raise ValueError("cross_mode_share must be in [0, 1]")
         if self.save_steps < 1:
             raise ValueError("save_steps must be >= 1")

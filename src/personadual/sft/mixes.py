@@ -5,7 +5,10 @@ Every mix keeps only traces that reach the gold answer (the paper keeps a teache
 verifies), except `persona_prompted`, which is the naive pipeline that does not verify.
 
 - ``dual``: each item's preferred-mode trace (personalized for helpful personas and personalized
-  items, general otherwise). PersonaDual's stage 1.
+  items, general otherwise). PersonaDual's stage 1. With ``cross_mode_share`` > 0, an item's other
+  mode's trace is added too (when it is right) for that share of items: the model then learns that
+  the *marker* decides how it reasons, not the input alone -- which forced exploration in RL needs,
+  since a forced marker that the model ignores gives two copies of the same rollout.
 - ``general_only``: the general trace of every item it solves (one mode, persona in the prompt).
 - ``personalized_only``: the personalized trace of every item it solves (helpful, irrelevant, none,
   personalized, some ambiguous; never misaligned, since following that persona is wrong).
@@ -17,6 +20,7 @@ verifies), except `persona_prompted`, which is the naive pipeline that does not 
 
 from __future__ import annotations
 
+import random
 from typing import Callable, Iterable
 
 from .. import modes as modes_lib
@@ -47,7 +51,8 @@ ALL_MIXES = (*MIXES, "pretrain")
 
 
 def build_examples(items: Iterable[Item], mix: str, tokenizer, modes: modes_lib.ModeSet = modes_lib.DEFAULT_MODES,
-                   persona_template: str = modes_lib.PAPER_PERSONA_TEMPLATE) -> list[Example]:
+                   persona_template: str = modes_lib.PAPER_PERSONA_TEMPLATE, cross_mode_share: float = 0.0,
+                   seed: int = 0) -> list[Example]:
     """Items -> prompt/completion text pairs for TRL's SFTTrainer (prompt rendered with the model's template)."""
     if mix not in ALL_MIXES:
         raise ValueError(f"mix: unknown {mix!r}; known: {list(ALL_MIXES)}")
@@ -69,7 +74,11 @@ def build_examples(items: Iterable[Item], mix: str, tokenizer, modes: modes_lib.
         mode = pick(it)
         if mode is None or mode not in it.traces:
             continue
-        tr = it.traces[mode]
+        chosen = [mode]
+        if mix == "dual" and cross_mode_share > 0 and random.Random(f"{seed}-{it.id}").random() < cross_mode_share:
+            chosen += [m for m in it.traces if m != mode and it.trace_correct(m)]
         prompt = modes_lib.render_prompt(tokenizer, it.question, it.persona, persona_template=persona_template)
-        out.append({"prompt": prompt, "completion": modes_lib.format_response(mode, tr.reasoning, tr.answer, modes) + eos})
+        for m in chosen:
+            tr = it.traces[m]
+            out.append({"prompt": prompt, "completion": modes_lib.format_response(m, tr.reasoning, tr.answer, modes) + eos})
     return out

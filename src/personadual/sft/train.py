@@ -66,7 +66,7 @@ def main(cfg: SFTRunConfig, resume: bool = False) -> dict:
     modes_lib.marker_token_ids(tok, modes)  # fails loudly if a marker is not one token
 
     items = resolve_items(cfg.data, "train")[: cfg.limit]
-    examples = build_examples(items, cfg.mix, tok, modes)
+    examples = build_examples(items, cfg.mix, tok, modes, cross_mode_share=cfg.cross_mode_share, seed=cfg.seed)
     if not examples:
         raise ValueError(f"{cfg.data}: mix {cfg.mix!r} selected no training examples")
     print(f"[sft] {len(examples)} examples ({cfg.mix}) from {len(items)} items")

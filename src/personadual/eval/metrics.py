@@ -1,0 +1,96 @@
+"""Metrics from predictions: accuracy per persona condition with bootstrap CIs, interference, helpful
+gain, personalized accuracy, mode behaviour, HAcc and the calibration of p(mode | x)."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from typing import Sequence
+
+from ..data.schema import OBJECTIVE_CONDITIONS
+from .modes import balanced_accuracy, hacc
+from .predict import Prediction
+
+
+def bootstrap_ci(xs: Sequence[bool | float], n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict | None:
+    """Mean with a percentile bootstrap CI."""
+    if not xs:
+        return None
+    xs = [float(x) for x in xs]
+    rng = random.Random(seed)
+    n = len(xs)
+    means = sorted(sum(rng.choice(xs) for _ in range(n)) / n for _ in range(n_boot))
+    lo, hi = means[int((1 - level) / 2 * n_boot)], means[int((1 + level) / 2 * n_boot) - 1]
+    return {"mean": round(sum(xs) / n, 4), "lo": round(lo, 4), "hi": round(hi, 4), "n": n}
+
+
+def accuracy_by_condition(preds: Sequence[Prediction], n_boot: int = 1000) -> dict:
+    by = defaultdict(list)
+    for p in preds:
+        by[p.condition].append(p.correct)
+    return {c: bootstrap_ci(by[c], n_boot) for c in (*OBJECTIVE_CONDITIONS, "personalized") if by[c]}
+
+
+def calibration(runs: dict[str, list[Prediction]], mode: str = "personalized", bins: int = 10) -> dict | None:
+    """How well p(mode | x) predicts "this mode is the better one" on decisive items: ECE and Brier."""
+    others = [m for m in runs if m not in ("auto", mode)]
+    if mode not in runs or not others:
+        return None
+    pairs = []
+    for i, auto in enumerate(runs["auto"]):
+        mine, theirs = runs[mode][i].correct, any(runs[m][i].correct for m in others)
+        if mine != theirs:
+            pairs.append((auto.p_mode.get(mode, 0.0), float(mine)))
+    if not pairs:
+        return None
+    brier = sum((p - y) ** 2 for p, y in pairs) / len(pairs)
+    table, ece = [], 0.0
+    for b in range(bins):
+        lo, hi = b / bins, (b + 1) / bins
+        sel = [(p, y) for p, y in pairs if lo <= p < hi or (b == bins - 1 and p == 1.0)]
+        if sel:
+            conf, acc = sum(p for p, _ in sel) / len(sel), sum(y for _, y in sel) / len(sel)
+            ece += len(sel) / len(pairs) * abs(conf - acc)
+            table.append({"bin": [lo, hi], "confidence": round(conf, 4), "frequency": round(acc, 4), "n": len(sel)})
+    return {"ece": round(ece, 4), "brier": round(brier, 4), "n": len(pairs), "bins": table}
+
+
+def _diff(a: dict | None, b: dict | None) -> float | None:
+    return round(a["mean"] - b["mean"], 4) if a and b else None
+
+
+def summarize(preds: Sequence[Prediction], n_boot: int = 1000) -> dict:
+    """Accuracy and mode behaviour for one set of (auto or forced) predictions."""
+    acc = accuracy_by_condition(preds, n_boot)
+    mode_share = defaultdict(lambda: defaultdict(int))
+    for p in preds:
+        mode_share[p.condition][p.mode or "none"] += 1
+    return {
+        "n": len(preds),
+        "acc": {c: v for c, v in acc.items() if c != "personalized"},
+        "personalized_acc": acc.get("personalized"),
+        "interference": {"misaligned": _diff(acc.get("none"), acc.get("misaligned")),
+                         "irrelevant": _diff(acc.get("none"), acc.get("irrelevant"))},
+        "helpful_gain": _diff(acc.get("helpful"), acc.get("none")),
+        "balanced_acc": balanced_accuracy(preds),
+        "format_error_rate": round(1 - sum(p.well_formed for p in preds) / len(preds), 4) if preds else None,
+        "preferred_mode_agreement": round(sum(p.mode == p.preferred_mode for p in preds) / len(preds), 4) if preds else None,
+        "mode_share": {c: {m: round(k / sum(v.values()), 4) for m, k in sorted(v.items())} for c, v in sorted(mode_share.items())},
+    }
+
+
+def compute_metrics(runs: dict[str, list[Prediction]], n_boot: int = 1000) -> dict:
+    """All metrics for a model: auto mode overall and per family, plus forced-mode runs when present."""
+    auto = runs["auto"]
+    out = summarize(auto, n_boot)
+    out["per_family"] = {}
+    for fam in sorted({p.family for p in auto}):
+        s = summarize([p for p in auto if p.family == fam], n_boot=200)
+        out["per_family"][fam] = {k: s[k] for k in ("acc", "personalized_acc", "interference", "helpful_gain", "mode_share")}
+    forced = [m for m in runs if m != "auto"]
+    if forced:
+        out.update(hacc(runs))
+        out["calibration"] = calibration(runs)
+        out["forced"] = {m: {k: v for k, v in summarize(runs[m], n_boot=200).items() if k in ("acc", "personalized_acc")}
+                         for m in forced}
+    return out

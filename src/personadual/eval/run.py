@@ -1,0 +1,47 @@
+"""`personadual eval`: predictions.jsonl, metrics.json and report.md for one model on one item file."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .. import modes as modes_lib
+from ..data.schema import read_items
+from ..generation import Engine, GenerationConfig
+from .metrics import compute_metrics
+from .predict import predict
+from .report import model_report
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def evaluate(model_dir: str, data: str, out_dir: str, mode: str = modes_lib.AUTO, forced: bool = True,
+             drop_persona: bool = False, limit: int | None = None, batch_size: int = 128,
+             max_new_tokens: int = 96, name: str | None = None, engine: Engine | None = None) -> dict:
+    """Run the model on ``data`` (auto or a forced mode); with ``forced`` also once per mode, for HAcc.
+
+    ``drop_persona`` removes every persona from the prompts: the interference-free upper bound.
+    metrics.json is written last, so its presence means the evaluation is complete.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    items = read_items(Path(data) / "test.jsonl" if Path(data).is_dir() else data)[:limit]
+    engine = engine or Engine.load(model_dir)
+    cfg = GenerationConfig(max_new_tokens=max_new_tokens, batch_size=batch_size)
+    runs = {"auto": predict(engine, items, mode, cfg, drop_persona=drop_persona)}
+    if forced and mode == modes_lib.AUTO:
+        for m in engine.modes.names:
+            runs[m] = predict(engine, items, m, cfg, drop_persona=drop_persona)
+    metrics = compute_metrics(runs)
+    metrics.update({"model": str(model_dir), "data": str(data), "requested_mode": mode, "drop_persona": drop_persona,
+                    "name": name or Path(model_dir).parent.name})
+    lines = [json.dumps({**p.to_dict(), "run": run}) for run, preds in runs.items() for p in preds]
+    _write_atomic(out / "predictions.jsonl", "\n".join(lines) + "\n")
+    _write_atomic(out / "report.md", model_report(metrics))
+    _write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    return metrics
