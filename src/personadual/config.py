@@ -68,6 +68,8 @@ def from_dict(cls: type[T], data: dict, where: str = "config") -> T:
 def _coerce_number(ftype, value, where: str):
     """YAML 1.1 reads ``5e-5`` as a string; a float field gets a float, or a clear error."""
     allowed = set(typing.get_args(ftype)) or {ftype}
+    if value in ("None", "none") and type(None) in allowed:  # Python spelling of YAML's null
+        return None
     if isinstance(value, str) and (allowed & {float, int}) and str not in allowed:
         try:
             return float(value) if float in allowed else int(value)
