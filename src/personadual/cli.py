@@ -150,6 +150,41 @@ def rl(config: Path = typer.Option(..., help="recipe, e.g. recipes/tiny-cpu/rl.y
     _print(rl_main(cfg, resume=resume))
 
 
+@app.command("eval")
+def eval_cmd(model: Path = typer.Option(..., help="model directory"),
+             data: Path = typer.Option(..., help="items JSONL, or a PersonaBench directory (its test.jsonl)"),
+             out: Optional[Path] = typer.Option(None, help="output directory (default: MODEL/../eval)"),
+             mode: str = typer.Option("auto", help="auto, or a mode to force for every item"),
+             forced: bool = typer.Option(True, help="also run every mode forced, for HAcc and calibration"),
+             drop_persona: bool = typer.Option(False, help="remove personas: the interference-free upper bound"),
+             limit: Optional[int] = typer.Option(None, help="first N items only"),
+             batch_size: int = typer.Option(128), max_new_tokens: int = typer.Option(96),
+             threads: Optional[int] = typer.Option(None, help="torch CPU threads"),
+             name: Optional[str] = typer.Option(None, help="name shown in reports")):
+    """Evaluate a model: predictions.jsonl, metrics.json, report.md."""
+    from .eval.run import evaluate
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    out = out or model.parent / "eval"
+    m = evaluate(str(model), str(data), str(out), mode=mode, forced=forced, drop_persona=drop_persona, limit=limit,
+                 batch_size=batch_size, max_new_tokens=max_new_tokens, name=name)
+    _print({"out": str(out), "acc": {c: v["mean"] for c, v in m["acc"].items()},
+            "personalized_acc": (m["personalized_acc"] or {}).get("mean"), "hacc": m.get("hacc"),
+            "interference": m["interference"], "helpful_gain": m["helpful_gain"]})
+
+
+@app.command("report")
+def report_cmd(runs: list[Path] = typer.Argument(..., help="eval directories (or metrics.json files)"),
+               out: Path = typer.Option(Path("report"), help="where comparison.md and the PNG plots go")):
+    """Compare evaluated runs: one Markdown table and PNG plots."""
+    from .eval.report import compare_runs
+
+    typer.echo(compare_runs([str(r) for r in runs], out))
+
+
 @app.command("generate")
 def generate(model: Path = typer.Option(..., help="model directory"),
              question: str = typer.Option(..., help="the question (options included)"),
@@ -170,11 +205,13 @@ def generate(model: Path = typer.Option(..., help="model directory"),
 
 @app.command("demo")
 def demo(out: Path = typer.Option(Path("runs/demo"), help="output directory"),
-         seed: int = typer.Option(0, help="seed for data and models")):
-    """The whole pipeline on the embedded default (PersonaBench + tiny model). Skips finished stages."""
+         seed: int = typer.Option(0, help="seed for data and models"),
+         recipes: Optional[Path] = typer.Option(None, help="recipe folder (default: recipes/tiny-cpu)"),
+         jobs: int = typer.Option(2, help="parallel 1-thread jobs")):
+    """The whole paper on the embedded default (PersonaBench + tiny model). Skips finished stages."""
     from .demo import run_demo
 
-    _print(run_demo(out, seed))
+    run_demo(out, seed, recipes, jobs)
 
 
 def main():

@@ -1,0 +1,212 @@
+"""`personadual demo` / `make demo`: the whole paper on the embedded default, on a 2-core CPU.
+
+PersonaBench -> tiny model -> base "pretraining" -> SFT variants (dual, general_only,
+personalized_only, persona_prompted) -> RL variants from the dual SFT model (dual, dual_paper,
+grpo) -> evaluation of every model on the test split (plus the no-persona upper bound) -> report.
+
+Every stage is skipped when its output is complete (a COMPLETE marker, or metrics.json written
+last), so a rerun after a crash resumes. Independent jobs run as parallel 1-thread processes
+(two 1-thread jobs beat one 2-thread job on this machine: TINY_MODEL_NOTES). The stage settings
+live in recipes/tiny-cpu/; the demo only adds paths and thread counts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .checkpoint import is_complete
+
+SFT_VARIANTS = ("dual", "general_only", "personalized_only", "persona_prompted")
+RL_VARIANTS = ("dual", "dual_paper", "grpo")
+UPPER_BOUND = "upper_bound_no_persona"
+
+
+@dataclass
+class DemoPlan:
+    out: Path
+    seed: int = 0
+    recipes: Path = Path("recipes/tiny-cpu")
+    jobs: int = 2  # parallel 1-thread processes
+    overrides: dict = field(default_factory=dict)  # stage -> extra key=value list (demo-full uses it)
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "personadual.cli", *args]
+
+
+def run_jobs(jobs: dict[str, list[str]], logs: Path, parallel: int, desc: str) -> None:
+    """Run named commands, ``parallel`` at a time, one thread each; fail with the log's tail."""
+    from tqdm import tqdm
+
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+           "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
+    pending, running = list(jobs.items()), {}
+    with tqdm(total=len(jobs), desc=desc, unit="job") as bar:
+        while pending or running:
+            while pending and len(running) < parallel:
+                name, cmd = pending.pop(0)
+                log = open(logs / f"{name}.log", "w")
+                running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log)
+            time.sleep(0.5)
+            for name, (proc, log) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                log.close()
+                del running[name]
+                bar.update(1)
+                if proc.returncode != 0:
+                    for p, lg in running.values():
+                        p.kill()
+                        lg.close()
+                    tail = (logs / f"{name}.log").read_text()[-3000:]
+                    raise RuntimeError(f"demo job {name!r} failed (exit {proc.returncode}); log {logs / name}.log:\n{tail}")
+
+
+class Stages:
+    """One method per stage; each returns without work when its outputs are complete."""
+
+    def __init__(self, plan: DemoPlan):
+        self.p, self.out = plan, plan.out
+        self.data, self.logs = plan.out / "data", plan.out / "logs"
+
+    def _extra(self, stage: str) -> list[str]:
+        return list(self.p.overrides.get(stage, []))
+
+    def data_stage(self) -> bool:
+        if (self.data / "stats.json").exists():
+            return False
+        from .config import load_config
+        from .data.personabench import BenchConfig, write
+
+        write(load_config(BenchConfig, None, [f"seed={self.p.seed}", *self._extra("data")]), self.data)
+        return True
+
+    def tiny_stage(self) -> bool:
+        if is_complete(self.out / "tiny"):
+            return False
+        from .config import load_config
+        from .models.tiny import TinyModelConfig, init_tiny
+
+        init_tiny(self.data, self.out / "tiny", load_config(TinyModelConfig, None, [f"seed={self.p.seed}", *self._extra("tiny")]))
+        return True
+
+    def base_stage(self) -> bool:
+        if is_complete(self.out / "base" / "model"):
+            return False
+        cmd = _cli("model", "pretrain-tiny", "--model", str(self.out / "tiny"), "--data", str(self.data),
+                   "--out", str(self.out / "base"), "--config", str(self.p.recipes / "pretrain.yaml"),
+                   *self._resume(self.out / "base"), f"seed={self.p.seed}", *self._extra("base"))
+        run_jobs({"base": cmd}, self.logs, 1, "base model")  # one job: it may use both cores
+        return True
+
+    def _resume(self, run_dir: Path) -> list[str]:
+        return ["--resume"] if any(run_dir.glob("checkpoint-*")) else []
+
+    def sft_stage(self) -> bool:
+        jobs = {}
+        for mix in SFT_VARIANTS:
+            run = self.out / f"sft_{mix}"
+            if not is_complete(run / "model"):
+                jobs[f"sft_{mix}"] = _cli("sft", "--config", str(self.p.recipes / "sft.yaml"), *self._resume(run),
+                                          f"mix={mix}", f"model={self.out / 'base' / 'model'}", f"data={self.data}",
+                                          f"eval_data={self.data}", f"output_dir={run}", "threads=1", "eval_limit=0",
+                                          f"seed={self.p.seed}", *self._extra("sft"))
+        run_jobs(jobs, self.logs, self.p.jobs, "SFT variants")
+        return bool(jobs)
+
+    def rl_stage(self) -> bool:
+        jobs = {}
+        for est in RL_VARIANTS:
+            run = self.out / f"rl_{est}"
+            if not is_complete(run / "model"):
+                jobs[f"rl_{est}"] = _cli("rl", "--config", str(self.p.recipes / "rl.yaml"), *self._resume(run),
+                                         f"estimator={est}", f"model={self.out / 'sft_dual' / 'model'}",
+                                         f"data={self.data}", f"output_dir={run}", "threads=1", "eval_limit=0",
+                                         f"seed={self.p.seed}", *self._extra("rl"))
+        run_jobs(jobs, self.logs, self.p.jobs, "RL variants")
+        return bool(jobs)
+
+    def models(self) -> dict[str, Path]:
+        ms = {f"sft_{m}": self.out / f"sft_{m}" / "model" for m in SFT_VARIANTS}
+        ms.update({f"rl_{e}": self.out / f"rl_{e}" / "model" for e in RL_VARIANTS})
+        return ms
+
+    def eval_stage(self) -> bool:
+        jobs = {}
+        targets = {**{k: (v, False) for k, v in self.models().items()}, UPPER_BOUND: (self.out / "rl_dual" / "model", True)}
+        for name, (model, drop) in targets.items():
+            out = self.out / "eval" / name
+            if not (out / "metrics.json").exists():
+                jobs[f"eval_{name}"] = _cli("eval", "--model", str(model), "--data", str(self.data / "test.jsonl"),
+                                            "--out", str(out), "--name", name, "--threads", "1",
+                                            *(["--drop-persona"] if drop else []), *self._extra("eval"))
+        run_jobs(jobs, self.logs, self.p.jobs, "evaluation")
+        return bool(jobs)
+
+    def report_stage(self) -> bool:
+        from .eval.report import compare_runs, load_run
+        from .demo_report import demo_report
+
+        names = [*self.models(), UPPER_BOUND]
+        compare_runs([str(self.out / "eval" / n) for n in names], self.out / "report", names)
+        metrics = {n: load_run(self.out / "eval" / n) for n in names}
+        (self.out / "report.md").write_text(demo_report(metrics, self.out))
+        return True
+
+
+def run_demo(out: str | Path = "runs/demo", seed: int = 0, recipes: str | Path | None = None, jobs: int = 2,
+             overrides: dict | None = None) -> dict:
+    """Run (or resume) the whole pipeline; returns summary.json's content."""
+    out = Path(out)
+    recipes = Path(recipes) if recipes else _find_recipes()
+    plan = DemoPlan(out, seed, recipes, jobs, overrides or {})
+    st = Stages(plan)
+    times_path = out / "stage_seconds.json"
+    out.mkdir(parents=True, exist_ok=True)
+    times = json.loads(times_path.read_text()) if times_path.exists() else {}
+    order = [("data", st.data_stage), ("tiny_model", st.tiny_stage), ("base_model", st.base_stage),
+             ("sft", st.sft_stage), ("rl", st.rl_stage), ("eval", st.eval_stage), ("report", st.report_stage)]
+    for name, stage in order:
+        t0 = time.time()
+        did = stage()
+        if did:
+            times[name] = round(time.time() - t0, 1)
+            times_path.write_text(json.dumps(times, indent=2) + "\n")
+        print(f"[demo] {name}: {'done in %.1fs' % times[name] if did else 'already complete, skipped'}")
+    summary = build_summary(out, times)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    from .demo_report import print_table
+
+    print_table(summary)
+    print(f"[demo] report: {out / 'report.md'}  plots: {out / 'report'}/*.png  summary: {out / 'summary.json'}")
+    return summary
+
+
+def build_summary(out: Path, times: dict) -> dict:
+    from .eval.report import load_run
+
+    def entry(m: dict) -> dict:
+        return {"acc": {c: v["mean"] for c, v in m["acc"].items()},
+                "personalized_acc": (m.get("personalized_acc") or {}).get("mean"), "hacc": m.get("hacc"),
+                "format_error_rate": m.get("format_error_rate"), "balanced_acc": m.get("balanced_acc"),
+                "interference": m["interference"]["misaligned"], "helpful_gain": m["helpful_gain"],
+                "mode_share_personalized": {c: s.get("personalized", 0.0) for c, s in m["mode_share"].items()}}
+
+    names = [*(f"sft_{m}" for m in SFT_VARIANTS), *(f"rl_{e}" for e in RL_VARIANTS), UPPER_BOUND]
+    summary = {n: entry(load_run(out / "eval" / n)) for n in names}
+    summary["stage_seconds"] = times
+    return summary
+
+
+def _find_recipes() -> Path:
+    for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        if (base / "recipes" / "tiny-cpu" / "sft.yaml").exists():
+            return base / "recipes" / "tiny-cpu"
+    raise FileNotFoundError("recipes/tiny-cpu not found: run from the repository root or pass --recipes")

@@ -1,0 +1,81 @@
+"""The demo's report.md: the paper's story in one page, with each claim checked against the numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .eval.report import comparison_table
+
+BASELINES = ("sft_general_only", "sft_personalized_only", "sft_persona_prompted")
+
+
+def claims(metrics: dict[str, dict]) -> list[tuple[bool, str]]:
+    """(holds?, sentence) for each claim the demo is meant to reproduce."""
+    acc = lambda n, c: metrics[n]["acc"][c]["mean"]  # noqa: E731
+    pers = lambda n: (metrics[n].get("personalized_acc") or {"mean": 0.0})["mean"]  # noqa: E731
+    out = []
+    naive = {n: metrics[n]["interference"]["misaligned"] for n in ("sft_persona_prompted", "sft_personalized_only")}
+    worst = max(naive, key=naive.get)
+    out.append((naive[worst] >= 0.10, f"Interference is real for the naive baselines: {worst} loses "
+                f"{100 * naive[worst]:.1f} points under misaligned personas (goal >= 10)."))
+    d = "rl_dual"
+    out.append((acc(d, "misaligned") >= acc(d, "none") - 0.02, f"PersonaDual (dual SFT + DualGRPO) is near "
+                f"interference-free: {100 * acc(d, 'misaligned'):.1f}% misaligned vs {100 * acc(d, 'none'):.1f}% no persona (goal: within 2 points)."))
+    out.append((acc(d, "helpful") >= acc(d, "none") + 0.03, f"It gains from helpful personas: "
+                f"{100 * acc(d, 'helpful'):.1f}% vs {100 * acc(d, 'none'):.1f}% (goal: +3 points)."))
+    best = max(BASELINES, key=pers)
+    out.append((pers(d) >= pers(best) - 0.02, f"Its personalized accuracy {100 * pers(d):.1f}% is within 2 points "
+                f"of the best personalized baseline ({best}: {100 * pers(best):.1f}%) or above."))
+    bal = {n: metrics[n]["balanced_acc"] or 0.0 for n in ("rl_dual", "rl_dual_paper", "rl_grpo")}
+    out.append((bal["rl_dual"] >= max(bal["rl_dual_paper"], bal["rl_grpo"]), "DualGRPO >= dual_paper and grpo on "
+                "balanced accuracy (objective over all conditions, and personalized): " +
+                ", ".join(f"{k} {100 * v:.1f}" for k, v in bal.items()) + "."))
+    h = metrics[d].get("hacc") or 0.0
+    out.append((h >= 0.9, f"HAcc of DualGRPO (it picks the mode that is right, where the modes disagree): "
+                f"{100 * h:.1f}% (goal >= 90)."))
+    return out
+
+
+def demo_report(metrics: dict[str, dict], out: Path) -> str:
+    n = next(iter(metrics.values()))["n"]
+    lines = [
+        "# PersonaDual on PersonaBench: the paper's effect on a laptop CPU", "",
+        "A persona in the prompt helps when it carries a true signal and hurts when it does not. PersonaDual "
+        "trains one model with two reasoning modes -- general (set the persona aside) and personalized (use "
+        "it) -- and lets the model pick the mode per question. Below, a ~1M-parameter model trained on the "
+        f"embedded PersonaBench, evaluated on {n} held-out test items (held-out names, roles and persona "
+        "wordings). Accuracies in %.", "",
+        "How to read the table: *none* is the question alone; *irrelevant*, *misaligned* (the persona pulls "
+        "toward a wrong option), *helpful* (its knowledge is true) and *ambiguous* (it contradicts itself) add "
+        "a persona to the same questions. *interference* = none - misaligned; *helpful gain* = helpful - none; "
+        "*HAcc* = how often the chosen mode is the one that is right, where the two modes disagree.", "",
+        comparison_table(metrics), "",
+        "Models: `sft_*` are stage-1 variants (the paper's ablations); `rl_*` start from `sft_dual` and differ "
+        "only in the advantage estimator; `upper_bound_no_persona` is `rl_dual` with every persona removed.", "",
+        "## The paper's claims, checked", "",
+    ]
+    lines += [f"- {'PASS' if ok else 'FAIL'}: {text}" for ok, text in claims(metrics)]
+    lines += ["", "## Plots", "", "![accuracy](report/accuracy_by_condition.png)", "",
+              "![mode share](report/mode_share.png)", "", "![trade-off](report/tradeoff.png)", "",
+              "![calibration](report/calibration.png)", "",
+              "Per-model details (per family, CIs, calibration) are in `eval/<model>/report.md`; every prediction "
+              "is in `eval/<model>/predictions.jsonl`."]
+    return "\n".join(lines) + "\n"
+
+
+def print_table(summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    conds = ("none", "irrelevant", "misaligned", "helpful", "ambiguous")
+    t = Table(title="PersonaDual demo (test split, accuracy %)")
+    for col in ("model", *conds, "personalized", "HAcc", "format err"):
+        t.add_column(col, justify="right" if col != "model" else "left")
+    fmt = lambda x: "-" if x is None else f"{100 * x:.1f}"  # noqa: E731
+    for name, e in summary.items():
+        if name == "stage_seconds":
+            continue
+        t.add_row(name, *(fmt(e["acc"].get(c)) for c in conds), fmt(e["personalized_acc"]), fmt(e["hacc"]),
+                  fmt(e["format_error_rate"]))
+    Console().print(t)
+    Console().print("stage seconds: " + ", ".join(f"{k} {v}" for k, v in summary["stage_seconds"].items()))
