@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import random
 from pathlib import Path
 
@@ -69,23 +70,25 @@ def run(model: str, data: str, out: str | None, workdir: str, n_prompts: int = 4
     from personadual.config import load_config
     from personadual.rl.config import RLRunConfig
     from personadual.rl.train import build_trainer
-    from accelerate import PartialState
 
-    world = PartialState().num_processes
+    world = int(os.environ.get("WORLD_SIZE", "1"))  # set by accelerate launch; the trainer's state is made later
     n_rows = n_prompts * G
-    if n_rows % (world * G):
-        raise ValueError(f"{n_prompts} prompts x G={G} do not split into whole groups over {world} processes")
-    per_device = n_rows // world
+    if n_rows % world:
+        raise ValueError(f"{n_rows} rows do not split evenly over {world} processes")
+    per_device = n_rows // world  # not a multiple of G: a prompt's rollouts are spread over two processes
     overrides = [f"model={model}", f"data={data}", f"output_dir={workdir}", f"estimator={estimator}",
                  "force_modes=true", f"num_generations={G}", f"per_device_train_batch_size={per_device}",
                  "max_completion_length=32", "beta=0.0", "max_steps=1", "threads=1", f"limit={n_prompts}",
-                 f"seed={seed}", "eval_limit=0"]
+                 f"seed={seed}", "eval_limit=0",
+                 # the config allows a per-device batch that is not a multiple of G only with accumulation
+                 f"gradient_accumulation_steps={1 if per_device % G == 0 else 2}"]
     trainer = build_trainer(load_config(RLRunConfig, None, overrides))
     trainer.model.train()
 
     rows = [dict(trainer.train_dataset[i]) for i in range(n_prompts) for _ in range(G)]  # (n_prompts * G,)
     texts = [canned_completion(r, j, seed) for j, r in enumerate(rows)]
     rank = trainer.accelerator.process_index
+    assert trainer.accelerator.num_processes == world, (trainer.accelerator.num_processes, world)
     start = rank * per_device
     local = [dict(r) for r in rows[start : start + per_device]]
     torch.manual_seed(seed)

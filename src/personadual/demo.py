@@ -163,7 +163,11 @@ class Stages:
 
 def run_demo(out: str | Path = "runs/demo", seed: int = 0, recipes: str | Path | None = None, jobs: int = 2,
              overrides: dict | None = None) -> dict:
-    """Run (or resume) the whole pipeline; returns summary.json's content."""
+    """Run (or resume) the whole pipeline; returns summary.json's content.
+
+    ``overrides`` maps a stage (data, tiny, base, sft, rl, eval) to extra ``key=value`` settings
+    (CLI flags for eval): ``demo-full`` and the toy-sized test use it.
+    """
     out = Path(out)
     recipes = Path(recipes) if recipes else _find_recipes()
     plan = DemoPlan(out, seed, recipes, jobs, overrides or {})

@@ -80,8 +80,8 @@ class DualGRPOTrainer(GRPOTrainer):
                     f"rollout layout changed: rows {g}..{g + G - 1} of the generation batch are not one prompt's "
                     "G copies; TRL's RepeatSampler contract no longer holds (check the pinned trl version)"
                 )
-        if start % G and len(inputs) % G:
-            raise RuntimeError("a process's slice of the generation batch does not start on a group boundary")
+        # A process's slice may start or end inside a group (per-device batch not a multiple of G): fine,
+        # since groups are rebuilt on the gathered batch (group id = global row // G).
 
     # -- advantages -------------------------------------------------------------------------------
 

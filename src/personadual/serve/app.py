@@ -8,6 +8,7 @@ with `schemas.ChatRequest`, so a bad request is a 400 that names the field, neve
 
 from __future__ import annotations
 
+import copy
 import hmac
 import logging
 import time
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 def create_app(engine, config: ServeConfig | None = None) -> FastAPI:
     cfg = config or ServeConfig()
     batcher = MicroBatcher(engine.generate, cfg.max_batch_size, cfg.batch_wait_ms, cfg.max_queue)
+    # The engine uses its tokenizer in the worker thread (padding on); a HF fast tokenizer is not
+    # thread-safe, so prompts are rendered and counted with a copy of our own on the event loop.
+    tokenizer = engine.tokenizer
     mode_names = [AUTO, *engine.modes.names]
     started = int(time.time())
 
@@ -88,8 +92,8 @@ def create_app(engine, config: ServeConfig | None = None) -> FastAPI:
         if max_tokens > cfg.max_tokens_cap:
             raise APIError(400, f"max_tokens={max_tokens} is above this server's cap of {cfg.max_tokens_cap}",
                            param="max_tokens", code="invalid_value")
-        prompt = prompting.build_prompt(engine.tokenizer, req.messages, req.persona)
-        prompt_tokens = len(engine.tokenizer(prompt, add_special_tokens=False).input_ids)
+        prompt = prompting.build_prompt(tokenizer, req.messages, req.persona)
+        prompt_tokens = len(tokenizer(prompt, add_special_tokens=False).input_ids)
         if cfg.max_context_tokens is not None and prompt_tokens + max_tokens > cfg.max_context_tokens:
             raise APIError(400, f"this model's context is {cfg.max_context_tokens} tokens; the prompt has "
                            f"{prompt_tokens} and max_tokens asks for {max_tokens} more: shorten the messages "

@@ -65,7 +65,8 @@ class MicroBatcher:
     def __init__(self, generate: GenerateFn, max_batch_size: int = 32, wait_ms: float = 5.0, max_pending: int = 1024):
         if max_batch_size < 1 or wait_ms < 0 or max_pending < 1:
             raise ValueError("need max_batch_size >= 1, wait_ms >= 0, max_pending >= 1")
-        self.generate, self.max_batch_size, self.wait_s, self.max_pending = generate, max_batch_size, wait_ms / 1000, max_pending
+        self.generate, self.max_batch_size, self.max_pending = generate, max_batch_size, max_pending
+        self.wait_s = wait_ms / 1000
         self.stats = BatchStats()
         self._waiting: deque[_Job] = deque()
         self._wakeup: asyncio.Event | None = None

@@ -18,6 +18,10 @@ def load_engine(model: Path, backend: str = "hf", device: Optional[str] = None, 
 
     if not Path(model).is_dir():
         raise typer.BadParameter(f"{model} is not a model directory", param_hint="--model")
+    if backend == "vllm":  # built here to pin safetensors: vLLM's "auto" format would fall back to pickled .bin
+        from ..vllm_backend import VLLMEngine
+
+        return VLLMEngine(str(model), dtype=dtype, load_format="safetensors", trust_remote_code=trust_remote_code)
     return Engine.load(str(model), device=device, dtype=dtype, backend=backend, trust_remote_code=trust_remote_code)
 
 
@@ -49,6 +53,7 @@ def serve_command(
     max_request_bytes: int = typer.Option(1_000_000, help="refuse larger request bodies (413)"),
     max_queue: int = typer.Option(1024, help="refuse requests (503) beyond this many queued"),
     trust_remote_code: bool = typer.Option(False, help="run the checkpoint's own Python code (only for models you trust)"),
+    threads: Optional[int] = typer.Option(None, help="CPU threads for torch (default: torch's choice)"),
     log_level: str = typer.Option("info", help="uvicorn log level"),
 ):
     """Serve a model behind an OpenAI-compatible API (/v1/chat/completions, /v1/models, /health)."""
@@ -67,6 +72,10 @@ def serve_command(
     if not cfg.loopback and cfg.api_key is None:
         typer.secho(f"warning: serving on {host} without an API key: anyone who can reach this address can use "
                     "the model (set --api-key or PERSONADUAL_API_KEY)", fg="yellow", err=True)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
     engine = load_engine(model, backend, device, dtype, trust_remote_code)
     cfg.max_context_tokens = context_length(engine)
     typer.echo(f"serving {cfg.model_name!r} on http://{host}:{port}/v1 (auth {'on' if cfg.api_key else 'off'})", err=True)

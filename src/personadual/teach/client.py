@@ -7,7 +7,7 @@ run: 401/403/404 (wrong key, model or URL: every other request would fail the sa
 
 When the endpoint is a PersonaDual server (the reply has a ``personadual`` field), the reply text is
 rebuilt as marker + reasoning + answer block, since such a server puts only the final answer in
-``content`` (ask for the reasoning with ``extra_body={"include_reasoning": true}``).
+``content`` (and the reasoning in the ``personadual`` field when asked with ``include_reasoning``).
 """
 
 from __future__ import annotations
@@ -72,12 +72,13 @@ class ChatClient:
     async def __aexit__(self, *exc) -> None:
         await self._http.aclose()
 
-    async def complete(self, messages: list[dict], temperature: float = 0.0, max_tokens: int = 1024) -> str:
+    async def complete(self, messages: list[dict], temperature: float = 0.0, max_tokens: int = 1024,
+                       extra: dict | None = None) -> str:
         """The reply text of one chat completion, after retries; raises `TeacherError`."""
         import httpx
 
         body = {"model": self.model, "messages": messages, "temperature": temperature, "max_tokens": max_tokens,
-                **(self.extra_body or {})}
+                **(extra or {}), **(self.extra_body or {})}
         for attempt in range(self.retries + 1):
             retry_after = 0.0
             try:

@@ -1,0 +1,69 @@
+import json
+
+import pytest
+
+from personadual.eval.metrics import bootstrap_ci, calibration, compute_metrics
+from personadual.eval.modes import balanced_accuracy, hacc
+from personadual.eval.predict import Prediction
+
+
+def pred(i, cond, correct, mode="general", p_pers=0.2, family="compare", well_formed=True):
+    return Prediction(id=f"x{i}", base_id=f"b{i}", family=family, kind="personalized" if cond == "personalized" else "objective",
+                      condition=cond, gold="A", preferred_mode="personalized" if cond in ("helpful", "personalized") else "general",
+                      requested_mode="auto", mode=mode, answer="A" if correct else "B", correct=correct,
+                      well_formed=well_formed, reason="", p_mode={"general": 1 - p_pers, "personalized": p_pers}, text="")
+
+
+def test_bootstrap_ci_brackets_the_mean():
+    ci = bootstrap_ci([True] * 70 + [False] * 30)
+    assert ci["mean"] == 0.7 and ci["lo"] < 0.7 < ci["hi"] and ci["n"] == 100
+    assert bootstrap_ci([]) is None
+
+
+def test_interference_gain_and_balanced_accuracy():
+    preds = ([pred(i, "none", i < 8) for i in range(10)] + [pred(i, "misaligned", i < 5) for i in range(10)]
+             + [pred(i, "helpful", i < 9, "personalized") for i in range(10)]
+             + [pred(i, "personalized", i < 6, "personalized") for i in range(10)])
+    m = compute_metrics({"auto": preds}, n_boot=100)
+    assert m["interference"]["misaligned"] == pytest.approx(0.3)
+    assert m["helpful_gain"] == pytest.approx(0.1)
+    assert m["personalized_acc"]["mean"] == 0.6
+    assert balanced_accuracy(preds) == pytest.approx(((0.8 + 0.5 + 0.9) / 3 + 0.6) / 2, abs=1e-4)
+    assert m["mode_share"]["helpful"]["personalized"] == 1.0
+    assert set(m["per_family"]) == {"compare"}
+
+
+def test_hacc_counts_only_items_where_the_modes_disagree():
+    auto = [pred(0, "misaligned", True, "general"), pred(1, "helpful", True, "personalized"),
+            pred(2, "none", True, "general"), pred(3, "misaligned", False, "personalized")]
+    general = [pred(0, "misaligned", True), pred(1, "helpful", False), pred(2, "none", True), pred(3, "misaligned", True)]
+    pers = [pred(0, "misaligned", False), pred(1, "helpful", True), pred(2, "none", True), pred(3, "misaligned", False)]
+    h = hacc({"auto": auto, "general": general, "personalized": pers})
+    assert h == {"hacc": round(2 / 3, 4), "decisive": 3, "tie_share": 0.25}
+
+
+def test_calibration_of_the_mode_probability():
+    auto = [pred(i, "helpful", True, p_pers=0.9) for i in range(5)] + [pred(i, "misaligned", True, p_pers=0.1) for i in range(5)]
+    general = [pred(i, "helpful", False) for i in range(5)] + [pred(i, "misaligned", True) for i in range(5)]
+    pers = [pred(i, "helpful", True) for i in range(5)] + [pred(i, "misaligned", False) for i in range(5)]
+    cal = calibration({"auto": auto, "general": general, "personalized": pers})
+    assert cal["n"] == 10 and cal["ece"] == pytest.approx(0.1) and cal["brier"] == pytest.approx(0.01)
+
+
+def test_evaluate_writes_predictions_metrics_and_report(sft_model, bench_dir, tmp_path):
+    from personadual.eval.report import compare_runs
+    from personadual.eval.run import evaluate
+
+    m = evaluate(str(sft_model), str(bench_dir / "test.jsonl"), str(tmp_path / "ev"), limit=30, max_new_tokens=48)
+    assert (tmp_path / "ev" / "metrics.json").exists() and (tmp_path / "ev" / "report.md").exists()
+    rows = [json.loads(x) for x in (tmp_path / "ev" / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 90 and {r["run"] for r in rows} == {"auto", "general", "personalized"}
+    assert {r["mode"] for r in rows if r["run"] == "personalized"} == {"personalized"}
+    assert "hacc" in m and "tie_share" in m and set(m["acc"]) <= {"none", "irrelevant", "misaligned", "helpful", "ambiguous"}
+    up = evaluate(str(sft_model), str(bench_dir / "test.jsonl"), str(tmp_path / "up"), limit=30, forced=False,
+                  drop_persona=True, max_new_tokens=48, name="upper")
+    text = compare_runs([str(tmp_path / "ev"), str(tmp_path / "up")], tmp_path / "rep", ["model", "upper"])
+    assert "| model |" in text and "| upper |" in text
+    for png in ("accuracy_by_condition", "mode_share", "tradeoff", "calibration"):
+        assert (tmp_path / "rep" / f"{png}.png").stat().st_size > 1000
+    assert up["drop_persona"] is True
