@@ -73,3 +73,21 @@ def save_final(model, tokenizer, out_dir: str | os.PathLike, extra_files: dict[s
 def is_complete(model_dir: str | os.PathLike) -> bool:
     """True when ``model_dir`` holds a model saved completely by `save_final`."""
     return (Path(model_dir) / COMPLETE).exists()
+
+
+def prepare_run(cfg, resume: bool) -> tuple[Path, str | None]:
+    """Common start of a training run: threads, the output folder, the resolved config, and the
+    checkpoint to resume from (refusing to silently overwrite an interrupted run)."""
+    from .config import save_config
+
+    if getattr(cfg, "threads", None):
+        import torch
+
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.output_dir)
+    ckpt = last_complete_checkpoint(out) if resume else None
+    if not resume and any(out.glob("checkpoint-*")):
+        raise FileExistsError(f"{out} already has checkpoints: pass --resume, or choose a new output_dir")
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    return out, ckpt

@@ -35,14 +35,9 @@ def data_build(out: Path = typer.Option(..., help="output directory"),
                config: Optional[Path] = typer.Option(None, help="YAML with BenchConfig knobs"),
                overrides: Optional[list[str]] = OVERRIDES):
     """Build PersonaBench: train/val/test JSONL, stats.json, config.json."""
-    from .config import ConfigError, load_config
     from .data.personabench import BenchConfig, write
 
-    try:
-        cfg = load_config(BenchConfig, config, [f"seed={seed}", *(overrides or [])])
-    except ConfigError as e:
-        _fail(str(e))
-    st = write(cfg, out)
+    st = write(_load(BenchConfig, config, [f"seed={seed}", *(overrides or [])]), out)
     _print({"out": str(out), "counts": {s: c["total"] for s, c in st["counts"].items()}, "properties": st["properties"]["test"]})
 
 
@@ -93,14 +88,9 @@ def model_init_tiny(data: Path = typer.Option(..., help="PersonaBench directory 
                     config: Optional[Path] = typer.Option(None, help="YAML with TinyModelConfig fields"),
                     overrides: Optional[list[str]] = OVERRIDES):
     """Train a tokenizer on the data and build a tiny Qwen3/Llama from a config; save in HF format."""
-    from .config import ConfigError, load_config
     from .models.tiny import TinyModelConfig, init_tiny
 
-    try:
-        cfg = load_config(TinyModelConfig, config, overrides)
-    except ConfigError as e:
-        _fail(str(e))
-    _print(init_tiny(data, out, cfg))
+    _print(init_tiny(data, out, _load(TinyModelConfig, config, overrides)))
 
 
 @model_app.command("pretrain-tiny")
@@ -122,16 +112,21 @@ def sft(config: Path = typer.Option(..., help="recipe, e.g. recipes/tiny-cpu/sft
     _run_sft(config, overrides or [], resume)
 
 
-def _run_sft(config: Path, overrides: list[str], resume: bool):
+def _load(cls, config: Optional[Path], overrides: Optional[list[str]]):
+    """Recipe + overrides -> config dataclass, or a clean one-line error (exit 2)."""
     from .config import ConfigError, load_config
+
+    try:
+        return load_config(cls, config, overrides)
+    except ConfigError as e:
+        _fail(str(e))
+
+
+def _run_sft(config: Path, overrides: list[str], resume: bool):
     from .sft.config import SFTRunConfig
     from .sft.train import main
 
-    try:
-        cfg = load_config(SFTRunConfig, config, overrides)
-    except ConfigError as e:
-        _fail(str(e))
-    _print(main(cfg, resume=resume))
+    _print(main(_load(SFTRunConfig, config, overrides), resume=resume))
 
 
 @app.command("rl")
@@ -139,15 +134,10 @@ def rl(config: Path = typer.Option(..., help="recipe, e.g. recipes/tiny-cpu/rl.y
        resume: bool = typer.Option(False, help="resume from the last complete checkpoint"),
        overrides: Optional[list[str]] = OVERRIDES):
     """Stage 2: DualGRPO (or grpo / dual_paper) on TRL's GRPOTrainer."""
-    from .config import ConfigError, load_config
     from .rl.config import RLRunConfig
     from .rl.train import main as rl_main
 
-    try:
-        cfg = load_config(RLRunConfig, config, overrides)
-    except ConfigError as e:
-        _fail(str(e))
-    _print(rl_main(cfg, resume=resume))
+    _print(rl_main(_load(RLRunConfig, config, overrides), resume=resume))
 
 
 @app.command("eval")

@@ -8,8 +8,7 @@ import random
 from pathlib import Path
 
 from .. import modes as modes_lib
-from ..checkpoint import MarkCompleteCallback, last_complete_checkpoint, save_final
-from ..config import save_config
+from ..checkpoint import MarkCompleteCallback, prepare_run, save_final
 from ..data.schema import Item
 from ..sft.train import load_model_and_tokenizer, resolve_items
 from .advantages import AdvantageConfig
@@ -83,16 +82,7 @@ def build_trainer(cfg: RLRunConfig, model=None, tok=None):
 
 
 def main(cfg: RLRunConfig, resume: bool = False) -> dict:
-    import torch
-
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    out = Path(cfg.output_dir)
-    ckpt = last_complete_checkpoint(out) if resume else None
-    if not resume and any(out.glob("checkpoint-*")):
-        raise FileExistsError(f"{out} already has checkpoints: pass --resume, or choose a new output_dir")
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
+    out, ckpt = prepare_run(cfg, resume)
     trainer = build_trainer(cfg)
     if ckpt:
         print(f"[rl] resuming from {ckpt}")

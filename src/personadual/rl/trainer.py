@@ -133,10 +133,10 @@ class DualGRPOTrainer(GRPOTrainer):
         local = slice(start, start + B)
         local_seq = SeqAdvantages(seq.reasoning[local].float().to(device), seq.marker[local].float().to(device))
         out["advantages"] = token_advantages(local_seq, out["completion_mask"], marker_mask_BT)
-        self._log_modes(mode, inputs, rewards_N, mode_ids, group_ids, probs, start, B)
+        self._log_modes(mode, inputs, rewards_N, mode_ids, group_ids, probs)
         return out
 
-    def _log_modes(self, mode, inputs, rewards_N, mode_ids, group_ids, probs, start, B):
+    def _log_modes(self, mode, inputs, rewards_N, mode_ids, group_ids, probs):
         """Per-mode reward, p(mode|x) per persona condition, and how often one mode beat the other."""
         metrics = self._metrics[mode]
         r, ids, gids = rewards_N.float().cpu(), mode_ids.cpu(), group_ids.cpu()

@@ -34,7 +34,7 @@ def create_app(engine, config: ServeConfig | None = None) -> FastAPI:
     batcher = MicroBatcher(engine.generate, cfg.max_batch_size, cfg.batch_wait_ms, cfg.max_queue)
     # The engine uses its tokenizer in the worker thread (padding on); a HF fast tokenizer is not
     # thread-safe, so prompts are rendered and counted with a copy of our own on the event loop.
-    tokenizer = engine.tokenizer
+    tokenizer = _own_copy(engine.tokenizer)
     mode_names = [AUTO, *engine.modes.names]
     started = int(time.time())
 
@@ -130,3 +130,11 @@ async def _read_body(request: Request, limit: int) -> bytes:
         if len(body) > limit:
             raise too_big
     return bytes(body)
+
+
+def _own_copy(tokenizer):
+    try:
+        return copy.deepcopy(tokenizer)
+    except Exception:  # an exotic tokenizer that cannot be copied: share it (and warn)
+        log.warning("could not copy the tokenizer; sharing it with the engine thread")
+        return tokenizer

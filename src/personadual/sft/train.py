@@ -12,8 +12,7 @@ import random
 from pathlib import Path
 
 from .. import modes as modes_lib
-from ..checkpoint import MarkCompleteCallback, last_complete_checkpoint, save_final
-from ..config import save_config
+from ..checkpoint import MarkCompleteCallback, prepare_run, save_final
 from ..data.schema import Item, read_items
 from .config import SFTRunConfig
 from .mixes import build_examples
@@ -50,14 +49,7 @@ def main(cfg: SFTRunConfig, resume: bool = False) -> dict:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    out = Path(cfg.output_dir)
-    ckpt = last_complete_checkpoint(out) if resume else None
-    if not resume and any(out.glob("checkpoint-*")):
-        raise FileExistsError(f"{out} already has checkpoints: pass --resume, or choose a new output_dir")
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
+    out, ckpt = prepare_run(cfg, resume)
 
     modes = modes_lib.ModeSet.from_dict(cfg.modes)
     model, tok = load_model_and_tokenizer(cfg.model, cfg.bf16)
