@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import sys
 import tempfile
@@ -161,6 +162,8 @@ def main(argv=None) -> dict:
     print(f"[gpu_check] versions: {json.dumps(versions)}")
 
     work = a.work or Path(tempfile.mkdtemp(prefix="gpu_check_"))
+    for stale in ("bench", "model", "sft", "rl"):  # a rerun starts clean (the stages refuse old checkpoints)
+        shutil.rmtree(work / stale, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     write(BenchConfig(seed=0), work / "bench")

@@ -204,6 +204,14 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="output directory"),
     run_demo(out, seed, recipes, jobs)
 
 
+from .serve.commands import chat_command, serve_command  # noqa: E402  (heavy imports stay inside them)
+from .teach.commands import teach_command  # noqa: E402
+
+app.command("serve")(serve_command)
+app.command("chat")(chat_command)
+data_app.command("teach")(teach_command)
+
+
 def main():
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
