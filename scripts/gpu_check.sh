@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check (< 8 min on one H100; about 2 min of it is Python start-up and imports): a few SFT and
+# GPU check (< 8 min on one H100; expected 2-3 min, mostly imports and start-up): a few SFT and
 # DualGRPO steps of a ~80M-parameter Qwen3 built locally, on CUDA in bf16; prints tokens/s, step time,
 # peak memory and the SFT step's MFU. Installs nothing from the network: the wheels come from
 # runs/gpu_wheels (scripts/fetch_gpu_wheels.sh, run beforehand where PyPI answers).
@@ -33,6 +33,9 @@ if [ -n "$missing" ] || [ -n "${FORCE_WHEELS:-}" ]; then
         case $(basename "$w") in pyarrow-*) [ "$old_arrow" = 1 ] || continue ;; esac
         wheels+=("$w")
     done
+    if [ "$old_arrow" = 1 ] && ! ls "$WHEELS"/pyarrow-*.whl >/dev/null 2>&1; then
+        echo "warning: pyarrow here is missing or < 24 and none is carried (WITH_PYARROW=1 scripts/fetch_gpu_wheels.sh)" >&2
+    fi
     echo "installing ${#wheels[@]} carried wheels into $SITE (missing here: ${missing:-none})"
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "${wheels[@]}"
     export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"

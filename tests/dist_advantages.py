@@ -120,6 +120,12 @@ def main():
     ap.add_argument("--estimator", default="dual")
     a = ap.parse_args()
     run(a.model, a.data, a.out, a.workdir or str(Path(a.out).with_suffix(".work")), a.n_prompts, a.G, a.estimator)
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        # without this, gloo's threads sometimes abort the interpreter's exit ("terminate called without an
+        # active exception", SIGABRT) after the results are written
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

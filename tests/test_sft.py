@@ -108,3 +108,15 @@ def test_kill_and_resume_gives_the_same_weights(bench_dir, tiny_dir, tmp_path):
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
     assert "\"steps\": 12" in r.stdout
+
+
+def test_lora_sft_saves_a_merged_plain_model(bench_dir, tiny_dir, tmp_path):
+    from personadual.sft.train import main
+
+    before = load_file(tiny_dir / "model.safetensors")
+    main(load_config(SFTRunConfig, None, sft_overrides(tiny_dir, bench_dir, tmp_path, max_steps=3, learning_rate=1e-2)
+                     + ["lora.r=4", "lora.alpha=8", "lora.dropout=0.0"]))
+    after = load_file(tmp_path / "model" / "model.safetensors")
+    assert set(after) == set(before)  # merged: no adapter keys, loadable like any model
+    proj = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(before[proj], after[proj])  # the LoRA update was merged in

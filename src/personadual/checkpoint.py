@@ -54,12 +54,14 @@ def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
     return None
 
 
-def save_final(model, tokenizer, out_dir: str | os.PathLike, extra_files: dict[str, str] | None = None) -> Path:
-    """Save model + tokenizer (safetensors) into ``out_dir`` atomically: tmp folder, then rename."""
+def save_final(model, tokenizer, out_dir: str | os.PathLike, extra_files: dict[str, str] | None = None,
+               state_dict: dict | None = None) -> Path:
+    """Save model + tokenizer (safetensors) into ``out_dir`` atomically: tmp folder, then rename.
+    ``state_dict``: the full weights, when ``model``'s own are sharded (ZeRO-3, FSDP)."""
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
+    model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
     tokenizer.save_pretrained(tmp)
     for name, text in (extra_files or {}).items():
         (tmp / name).write_text(text)
@@ -68,6 +70,20 @@ def save_final(model, tokenizer, out_dir: str | os.PathLike, extra_files: dict[s
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)
     return out_dir
+
+
+def save_final_from_trainer(trainer, model, out_dir: str | os.PathLike, extra_files: dict[str, str] | None = None,
+                            merged_lora: bool = False) -> Path:
+    """`save_final` after a run that may be several processes: all of them take part in gathering the
+    full weights (ZeRO-3 and FSDP shard them), the main process alone writes, then all wait for it."""
+    acc = trainer.accelerator
+    state_dict = None
+    if (trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled) and not merged_lora:
+        state_dict = acc.get_state_dict(trainer.deepspeed if trainer.is_deepspeed_enabled else trainer.model_wrapped)
+    if acc.is_main_process:
+        save_final(model, trainer.processing_class, out_dir, extra_files, state_dict=state_dict)
+    acc.wait_for_everyone()
+    return Path(out_dir)
 
 
 def is_complete(model_dir: str | os.PathLike) -> bool:

@@ -107,6 +107,6 @@ def save_config(cfg, path: str | os.PathLike) -> None:
     """Write the resolved config as YAML, atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # one per process: every rank saves it
     tmp.write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
     os.replace(tmp, path)

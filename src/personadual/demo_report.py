@@ -69,8 +69,9 @@ def print_table(summary: dict) -> None:
 
     conds = ("none", "irrelevant", "misaligned", "helpful", "ambiguous")
     t = Table(title="PersonaDual demo (test split, accuracy %)")
-    for col in ("model", *conds, "personalized", "HAcc", "format err"):
-        t.add_column(col, justify="right" if col != "model" else "left")
+    t.add_column("model", no_wrap=True, min_width=24)
+    for col in (*conds, "personalized", "HAcc", "format err"):
+        t.add_column(col, justify="right")
     fmt = lambda x: "-" if x is None else f"{100 * x:.1f}"  # noqa: E731
     for name, e in summary.items():
         if name == "stage_seconds":

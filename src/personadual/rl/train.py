@@ -8,7 +8,7 @@ import random
 from pathlib import Path
 
 from .. import modes as modes_lib
-from ..checkpoint import MarkCompleteCallback, prepare_run, save_final
+from ..checkpoint import MarkCompleteCallback, prepare_run, save_final_from_trainer
 from ..data.schema import Item
 from ..sft.train import load_model_and_tokenizer, resolve_items
 from .advantages import AdvantageConfig
@@ -89,7 +89,8 @@ def main(cfg: RLRunConfig, resume: bool = False) -> dict:
     trainer.train(resume_from_checkpoint=ckpt)
     final = trainer.model.merge_and_unload() if cfg.lora is not None else trainer.model
     tok = trainer.processing_class
-    model_dir = save_final(final, tok, out / "model", {"personadual_rl.yaml": (out / "config.yaml").read_text()})
+    extra = {"personadual_rl.yaml": (out / "config.yaml").read_text()}
+    model_dir = save_final_from_trainer(trainer, final, out / "model", extra, merged_lora=cfg.lora is not None)
     result = {"model_dir": str(model_dir), "steps": trainer.state.global_step, "estimator": cfg.estimator}
     if cfg.eval_data and cfg.eval_limit > 0:
         from ..eval.modes import mode_check

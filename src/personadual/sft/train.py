@@ -12,7 +12,7 @@ import random
 from pathlib import Path
 
 from .. import modes as modes_lib
-from ..checkpoint import MarkCompleteCallback, prepare_run, save_final
+from ..checkpoint import MarkCompleteCallback, prepare_run, save_final_from_trainer
 from ..data.schema import Item, read_items
 from .config import SFTRunConfig
 from .mixes import build_examples
@@ -53,7 +53,8 @@ def main(cfg: SFTRunConfig, resume: bool = False) -> dict:
 
     modes = modes_lib.ModeSet.from_dict(cfg.modes)
     model, tok = load_model_and_tokenizer(cfg.model, cfg.bf16)
-    if cfg.add_marker_tokens and modes_lib.add_marker_tokens(tok, modes):
+    # New marker tokens need embedding rows; never shrink (Qwen3 pads its table past the vocabulary).
+    if cfg.add_marker_tokens and modes_lib.add_marker_tokens(tok, modes) and len(tok) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tok))
     modes_lib.marker_token_ids(tok, modes)  # fails loudly if a marker is not one token
 
@@ -78,6 +79,8 @@ def main(cfg: SFTRunConfig, resume: bool = False) -> dict:
     if cfg.lora is not None:
         from peft import LoraConfig
 
+        # Known gap: the marker tokens' embedding rows stay frozen under LoRA (PEFT's trainable_token_indices
+        # breaks TRL 1.16's fused LM head on tied embeddings), so LoRA runs rely on rows the base already has.
         peft_config = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                                  target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples), processing_class=tok,
@@ -89,7 +92,8 @@ def main(cfg: SFTRunConfig, resume: bool = False) -> dict:
     final = trainer.model
     if cfg.lora is not None:
         final = final.merge_and_unload()  # a standalone model every later stage can from_pretrained
-    model_dir = save_final(final, tok, out / "model", {"personadual_sft.yaml": (out / "config.yaml").read_text()})
+    extra = {"personadual_sft.yaml": (out / "config.yaml").read_text()}
+    model_dir = save_final_from_trainer(trainer, final, out / "model", extra, merged_lora=cfg.lora is not None)
     result = {"model_dir": str(model_dir), "examples": len(examples), "steps": trainer.state.global_step}
     if cfg.eval_data and cfg.eval_limit > 0 and cfg.mix != "pretrain":
         result["check"] = end_of_run_check(final, tok, modes, cfg.eval_data, cfg.eval_limit)
