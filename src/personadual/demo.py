@@ -40,12 +40,12 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "personadual.cli", *args]
 
 
-def run_jobs(jobs: dict[str, list[str]], logs: Path, parallel: int, desc: str) -> None:
-    """Run named commands, ``parallel`` at a time, one thread each; fail with the log's tail."""
+def run_jobs(jobs: dict[str, list[str]], logs: Path, parallel: int, desc: str, threads: int = 1) -> None:
+    """Run named commands, ``parallel`` at a time, ``threads`` threads each; fail with the log's tail."""
     from tqdm import tqdm
 
     logs.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false",
            "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
     pending, running = list(jobs.items()), {}
     with tqdm(total=len(jobs), desc=desc, unit="job") as bar:
@@ -103,7 +103,7 @@ class Stages:
         cmd = _cli("model", "pretrain-tiny", "--model", str(self.out / "tiny"), "--data", str(self.data),
                    "--out", str(self.out / "base"), "--config", str(self.p.recipes / "pretrain.yaml"),
                    *self._resume(self.out / "base"), f"seed={self.p.seed}", *self._extra("base"))
-        run_jobs({"base": cmd}, self.logs, 1, "base model")  # one job: it may use both cores
+        run_jobs({"base": cmd}, self.logs, 1, "base model", threads=os.cpu_count() or 1)  # alone: all cores
         return True
 
     def _resume(self, run_dir: Path) -> list[str]:
