@@ -70,8 +70,9 @@ class DualGRPOTrainer(GRPOTrainer):
         self._rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         return self._rewards_per_func
 
-    def _check_layout(self, inputs, G: int, start: int):
-        """Each block of G consecutive rows in the global batch must be one prompt (RepeatSampler)."""
+    def _check_layout(self, inputs, G: int) -> list[str]:
+        """Each block of G consecutive rows in the global batch must be one prompt (RepeatSampler).
+        Returns this process's row digests (rows with the same digest share a prompt)."""
         digest = [hashlib.sha1(str(x["prompt"]).encode()).hexdigest() for x in inputs]
         all_digests = gather_object(digest)
         for g in range(0, len(all_digests), G):
@@ -82,23 +83,30 @@ class DualGRPOTrainer(GRPOTrainer):
                 )
         # A process's slice may start or end inside a group (per-device batch not a multiple of G): fine,
         # since groups are rebuilt on the gathered batch (group id = global row // G).
+        return digest
 
     # -- advantages -------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def _mode_probs(self, prompt_ids_BT, prompt_mask_BT) -> torch.Tensor:
-        """p(mode | prompt) under the current (= rollout) policy, over the marker tokens only. (B, M)"""
-        position_ids = (prompt_mask_BT.cumsum(-1) - 1).clamp(min=0)
-        logits = self.model(input_ids=prompt_ids_BT, attention_mask=prompt_mask_BT, position_ids=position_ids,
-                            logits_to_keep=1).logits[:, -1, :]
-        return torch.softmax(logits[:, self.marker_ids].float(), dim=-1)
+    def _mode_probs(self, prompt_ids_BT, prompt_mask_BT, digests: list[str]) -> torch.Tensor:
+        """p(mode | prompt) under the current (= rollout) policy, over the marker tokens only. (B, M)
+
+        One prefill per distinct prompt (not per rollout): the G copies of a prompt share it."""
+        first = {d: i for i, d in reversed(list(enumerate(digests)))}
+        rows = torch.tensor(sorted(first.values()), device=prompt_ids_BT.device)
+        # Same call as generation's first step (no explicit position ids), so p is the sampling policy's.
+        logits_UV = self.model(input_ids=prompt_ids_BT[rows], attention_mask=prompt_mask_BT[rows],
+                               logits_to_keep=1).logits[:, -1, :]
+        probs_UM = torch.softmax(logits_UV[:, self.marker_ids].float(), dim=-1)
+        slot = {int(r): k for k, r in enumerate(rows)}
+        return probs_UM[torch.tensor([slot[first[d]] for d in digests], device=probs_UM.device)]
 
     def _generate_and_score_completions(self, inputs):
         mode = "train" if self.model.training else "eval"
         G = self.num_generations if mode == "train" else self.num_generations_eval
         B, M = len(inputs), len(self.marker_ids)
         start = self.accelerator.process_index * B
-        self._check_layout(inputs, G, start)
+        digests = self._check_layout(inputs, G)
         if self.force_modes:
             self._forced_markers = [self.marker_ids[((start + i) % G) * M // G] for i in range(B)]
         try:
@@ -124,7 +132,7 @@ class DualGRPOTrainer(GRPOTrainer):
         mode_ids = self.accelerator.gather(mode_local)
         probs = None
         if self.force_modes and self.estimator_name == "dual":
-            probs = self.accelerator.gather(self._mode_probs(out["prompt_ids"], out["prompt_mask"])).double()
+            probs = self.accelerator.gather(self._mode_probs(out["prompt_ids"], out["prompt_mask"], digests)).double()
         # Forced rollouts all carry a marker (ids 0..M-1, indexing p). Sampled ones may not: shift by one so
         # "no marker" is a subgroup of its own; there p = q (on-policy), so no probabilities are needed.
         est_mode_ids = mode_ids if self.force_modes else mode_ids + 1
@@ -138,21 +146,21 @@ class DualGRPOTrainer(GRPOTrainer):
 
     def _log_modes(self, mode, inputs, rewards_N, mode_ids, group_ids, probs):
         """Per-mode reward, p(mode|x) per persona condition, and how often one mode beat the other."""
-        metrics = self._metrics[mode]
-        r, ids, gids = rewards_N.float().cpu(), mode_ids.cpu(), group_ids.cpu()
+        metrics, M = self._metrics[mode], len(self.modes.names)
+        r, ids, gids = rewards_N.double().cpu(), mode_ids.cpu(), group_ids.cpu()
+        ok = (ids >= 0) & ~torch.isnan(r)
+        cell = gids[ok] * M + ids[ok]  # (group, mode) cell of each scored rollout
+        n_cells = (int(gids.max()) + 1) * M
+        total = torch.zeros(n_cells, dtype=torch.float64).index_add_(0, cell, r[ok])
+        count = torch.zeros(n_cells, dtype=torch.float64).index_add_(0, cell, torch.ones_like(r[ok]))
         for k, name in enumerate(self.modes.names):
-            sel = (ids == k) & ~torch.isnan(r)
-            if sel.any():
-                metrics[f"dual/reward/{name}"].append(r[sel].mean().item())
-        means = defaultdict(dict)  # group -> mode -> mean reward
-        for g in gids.unique().tolist():
-            for k in range(len(self.modes.names)):
-                sel = (gids == g) & (ids == k) & ~torch.isnan(r)
-                if sel.any():
-                    means[g][k] = round(r[sel].mean().item(), 6)
-        both = [v for v in means.values() if len(v) == len(self.modes.names)]
-        if both:
-            metrics["dual/mode_beat_share"].append(sum(len(set(v.values())) > 1 for v in both) / len(both))
+            if count[k::M].sum() > 0:
+                metrics[f"dual/reward/{name}"].append((total[k::M].sum() / count[k::M].sum()).item())
+        mean_GM = (total / count.clamp(min=1)).view(-1, M)
+        both = (count.view(-1, M) > 0).all(dim=1)
+        if both.any():
+            beat = (mean_GM[both].max(dim=1).values - mean_GM[both].min(dim=1).values) > 1e-6
+            metrics["dual/mode_beat_share"].append(beat.double().mean().item())
         if probs is not None and "personalized" in self.modes.names:
             conds = gather_object([x.get("condition", "all") for x in inputs])
             by_cond = defaultdict(list)
