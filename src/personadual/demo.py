@@ -150,9 +150,12 @@ class Stages:
         run_jobs(jobs, self.logs, self.p.jobs, "evaluation")
         return bool(jobs)
 
-    def report_stage(self) -> bool:
+    def report_stage(self, upstream_changed: bool = True) -> bool:
         from .eval.report import compare_runs, load_run
         from .demo_report import demo_report
+
+        if (self.out / "report.md").exists() and not upstream_changed:
+            return False
 
         names = [*self.models(), UPPER_BOUND]
         compare_runs([str(self.out / "eval" / n) for n in names], self.out / "report", names)
@@ -176,10 +179,12 @@ def run_demo(out: str | Path = "runs/demo", seed: int = 0, recipes: str | Path |
     out.mkdir(parents=True, exist_ok=True)
     times = json.loads(times_path.read_text()) if times_path.exists() else {}
     order = [("data", st.data_stage), ("tiny_model", st.tiny_stage), ("base_model", st.base_stage),
-             ("sft", st.sft_stage), ("rl", st.rl_stage), ("eval", st.eval_stage), ("report", st.report_stage)]
-    for name, stage in order:
+             ("sft", st.sft_stage), ("rl", st.rl_stage), ("eval", st.eval_stage)]
+    changed = False
+    for name, stage in [*order, ("report", lambda: st.report_stage(changed))]:
         t0 = time.time()
         did = stage()
+        changed = changed or did
         if did:
             times[name] = round(time.time() - t0, 1)
             times_path.write_text(json.dumps(times, indent=2) + "\n")
