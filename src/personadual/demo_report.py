@@ -78,5 +78,5 @@ def print_table(summary: dict) -> None:
             continue
         t.add_row(name, *(fmt(e["acc"].get(c)) for c in conds), fmt(e["personalized_acc"]), fmt(e["hacc"]),
                   fmt(e["format_error_rate"]))
-    Console().print(t)
-    Console().print("stage seconds: " + ", ".join(f"{k} {v}" for k, v in summary["stage_seconds"].items()))
+    Console(width=140).print(t)
+    Console(width=140).print("stage seconds: " + ", ".join(f"{k} {v}" for k, v in summary["stage_seconds"].items()))

@@ -96,7 +96,9 @@ def plots(runs: dict[str, dict], out_dir: str | Path) -> list[str]:
         ax.bar(xs, [100 * v["mean"] for v in vals], width, label=name,
                yerr=[[100 * (v["mean"] - v["lo"]) for v in vals], [100 * (v["hi"] - v["mean"]) for v in vals]], capsize=2)
     ax.set_xticks([i + width * (len(names) - 1) / 2 for i in range(len(cats))], cats)
-    ax.set_ylabel("accuracy (%)"), ax.set_title("Accuracy by persona condition (95% CI)"), ax.legend(fontsize=7, ncol=2)
+    ax.set_ylim(0, 130)  # headroom for the legend above the bars
+    ax.set_ylabel("accuracy (%)"), ax.set_title("Accuracy by persona condition (95% CI)")
+    ax.legend(fontsize=7, ncol=4, loc="upper center")
     written.append(_save(fig, out_dir / "accuracy_by_condition.png"))
 
     fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(cats)), 4))
@@ -104,7 +106,9 @@ def plots(runs: dict[str, dict], out_dir: str | Path) -> list[str]:
         share = [runs[name]["mode_share"].get(c, {}).get("personalized", 0.0) for c in cats]
         ax.bar([i + k * width for i in range(len(cats))], [100 * s for s in share], width, label=name)
     ax.set_xticks([i + width * (len(names) - 1) / 2 for i in range(len(cats))], cats)
-    ax.set_ylabel("personalized mode chosen (%)"), ax.set_title("Mode choice by persona condition"), ax.legend(fontsize=7, ncol=2)
+    ax.set_ylim(0, 130)
+    ax.set_ylabel("personalized mode chosen (%)"), ax.set_title("Mode choice by persona condition")
+    ax.legend(fontsize=7, ncol=4, loc="upper center")
     written.append(_save(fig, out_dir / "mode_share.png"))
 
     fig, ax = plt.subplots(figsize=(6, 5))
