@@ -109,29 +109,24 @@ class Stages:
     def _resume(self, run_dir: Path) -> list[str]:
         return ["--resume"] if any(run_dir.glob("checkpoint-*")) else []
 
-    def sft_stage(self) -> bool:
+    def _train_variants(self, stage: str, key: str, variants: tuple[str, ...], start: Path, desc: str) -> bool:
+        """One training job per unfinished variant (``key=variant``), all starting from ``start``."""
         jobs = {}
-        for mix in SFT_VARIANTS:
-            run = self.out / f"sft_{mix}"
+        for v in variants:
+            run = self.out / f"{stage}_{v}"
             if not is_complete(run / "model"):
-                jobs[f"sft_{mix}"] = _cli("sft", "--config", str(self.p.recipes / "sft.yaml"), *self._resume(run),
-                                          f"mix={mix}", f"model={self.out / 'base' / 'model'}", f"data={self.data}",
-                                          f"eval_data={self.data}", f"output_dir={run}", "threads=1", "eval_limit=0",
-                                          f"seed={self.p.seed}", *self._extra("sft"))
-        run_jobs(jobs, self.logs, self.p.jobs, "SFT variants")
+                jobs[run.name] = _cli(stage, "--config", str(self.p.recipes / f"{stage}.yaml"), *self._resume(run),
+                                      f"{key}={v}", f"model={start}", f"data={self.data}", f"eval_data={self.data}",
+                                      f"output_dir={run}", "threads=1", "eval_limit=0", f"seed={self.p.seed}",
+                                      *self._extra(stage))
+        run_jobs(jobs, self.logs, self.p.jobs, desc)
         return bool(jobs)
 
+    def sft_stage(self) -> bool:
+        return self._train_variants("sft", "mix", SFT_VARIANTS, self.out / "base" / "model", "SFT variants")
+
     def rl_stage(self) -> bool:
-        jobs = {}
-        for est in RL_VARIANTS:
-            run = self.out / f"rl_{est}"
-            if not is_complete(run / "model"):
-                jobs[f"rl_{est}"] = _cli("rl", "--config", str(self.p.recipes / "rl.yaml"), *self._resume(run),
-                                         f"estimator={est}", f"model={self.out / 'sft_dual' / 'model'}",
-                                         f"data={self.data}", f"output_dir={run}", "threads=1", "eval_limit=0",
-                                         f"seed={self.p.seed}", *self._extra("rl"))
-        run_jobs(jobs, self.logs, self.p.jobs, "RL variants")
-        return bool(jobs)
+        return self._train_variants("rl", "estimator", RL_VARIANTS, self.out / "sft_dual" / "model", "RL variants")
 
     def models(self) -> dict[str, Path]:
         ms = {f"sft_{m}": self.out / f"sft_{m}" / "model" for m in SFT_VARIANTS}

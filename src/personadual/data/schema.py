@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from pathlib import Path
 from typing import Iterable, Literal
 
@@ -115,6 +116,17 @@ def read_items(path: str | os.PathLike, on_error: Literal["raise", "skip"] = "ra
     if errors and on_error == "raise":
         raise DataError(errors, items)
     return items
+
+
+def read_split(path: str | os.PathLike, split: str) -> list[Item]:
+    """Items from a JSONL file, or from a PersonaBench directory's ``{split}.jsonl``."""
+    path = Path(path)
+    return read_items(path / f"{split}.jsonl" if path.is_dir() else path)
+
+
+def sample_items(items: list[Item], n: int, seed: int = 0) -> list[Item]:
+    """A fixed random sample, so a quick check covers every family and condition."""
+    return items if n >= len(items) else random.Random(seed).sample(items, n)
 
 
 def write_items(path: str | os.PathLike, items: Iterable[Item]) -> int:

@@ -52,11 +52,11 @@ def balanced_accuracy(preds: Sequence[Prediction]) -> float | None:
 
 def mode_check(model, tok, modes, eval_data: str, limit: int) -> dict:
     """HAcc, balanced accuracy and the quick summary on a fixed val sample (end of an RL run)."""
-    from ..sft.train import end_of_run_sample
+    from ..data.schema import read_split, sample_items
     from .predict import quick_summary
 
     model.eval()
-    items = end_of_run_sample(eval_data, limit)
+    items = sample_items(read_split(eval_data, "val"), limit)
     runs = runs_by_mode(Engine(model, tok, modes), items, GenerationConfig(max_new_tokens=64))
     result = {**hacc(runs), "balanced_acc": balanced_accuracy(runs["auto"]), **quick_summary(runs["auto"])}
     print(f"[check] HAcc {result['hacc']} (decisive {result['decisive']}), balanced acc {result['balanced_acc']}, "

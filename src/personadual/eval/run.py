@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from .. import modes as modes_lib
-from ..data.schema import read_items
+from ..data.schema import read_split
 from ..generation import Engine, GenerationConfig
 from .metrics import compute_metrics
 from .predict import predict
@@ -30,7 +30,7 @@ def evaluate(model_dir: str, data: str, out_dir: str, mode: str = modes_lib.AUTO
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    items = read_items(Path(data) / "test.jsonl" if Path(data).is_dir() else data)[:limit]
+    items = read_split(data, "test")[:limit]
     engine = engine or Engine.load(model_dir)
     cfg = GenerationConfig(max_new_tokens=max_new_tokens, batch_size=batch_size)
     runs = {"auto": predict(engine, items, mode, cfg, drop_persona=drop_persona)}

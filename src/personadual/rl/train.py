@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import os
 import random
-from pathlib import Path
 
 from .. import modes as modes_lib
 from ..checkpoint import MarkCompleteCallback, prepare_run, save_final_from_trainer
 from ..data.schema import Item
-from ..sft.train import load_model_and_tokenizer, resolve_items
+from ..data.schema import read_split
+from ..sft.train import load_model_and_tokenizer
 from .advantages import AdvantageConfig
 from .config import RLRunConfig
 from .rewards import REWARDS, make_judge_reward
@@ -49,7 +49,7 @@ def build_trainer(cfg: RLRunConfig, model=None, tok=None):
     modes = modes_lib.ModeSet.from_dict(cfg.modes)
     if model is None:
         model, tok = load_model_and_tokenizer(cfg.model, cfg.bf16)
-    items = resolve_items(cfg.data, "train")
+    items = read_split(cfg.data, "train")
     random.Random(cfg.seed).shuffle(items)
     rows = rows_for(items[: cfg.limit], tok)
     funcs, weights = reward_functions(cfg)
@@ -67,12 +67,7 @@ def build_trainer(cfg: RLRunConfig, model=None, tok=None):
         dataloader_num_workers=0,
         **({"gradient_checkpointing": True} if cfg.gradient_checkpointing else {}),
     )
-    peft_config = None
-    if cfg.lora is not None:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                                 target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")
+    peft_config = cfg.lora.to_peft() if cfg.lora is not None else None
     adv_cfg = AdvantageConfig(scale_rewards=cfg.scale_rewards, alpha=cfg.alpha, prefix_weight=cfg.prefix_weight)
     return DualGRPOTrainer(
         model=model, reward_funcs=funcs, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,

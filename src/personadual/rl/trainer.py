@@ -92,14 +92,13 @@ class DualGRPOTrainer(GRPOTrainer):
         """p(mode | prompt) under the current (= rollout) policy, over the marker tokens only. (B, M)
 
         One prefill per distinct prompt (not per rollout): the G copies of a prompt share it."""
-        first = {d: i for i, d in reversed(list(enumerate(digests)))}
-        rows = torch.tensor(sorted(first.values()), device=prompt_ids_BT.device)
+        unique = list(dict.fromkeys(digests))  # distinct prompts, in order of first appearance
+        rows = torch.tensor([digests.index(d) for d in unique], device=prompt_ids_BT.device)
         # Same call as generation's first step (no explicit position ids), so p is the sampling policy's.
         logits_UV = self.model(input_ids=prompt_ids_BT[rows], attention_mask=prompt_mask_BT[rows],
                                logits_to_keep=1).logits[:, -1, :]
         probs_UM = torch.softmax(logits_UV[:, self.marker_ids].float(), dim=-1)
-        slot = {int(r): k for k, r in enumerate(rows)}
-        return probs_UM[torch.tensor([slot[first[d]] for d in digests], device=probs_UM.device)]
+        return probs_UM[torch.tensor([unique.index(d) for d in digests], device=probs_UM.device)]
 
     def _generate_and_score_completions(self, inputs):
         mode = "train" if self.model.training else "eval"

@@ -20,6 +20,14 @@ class LoraSpec:
     dropout: float = _help("LoRA dropout", 0.05)
     target_modules: list[str] | str = _help("modules to adapt ('all-linear' or a list)", "all-linear")
 
+    def to_peft(self):
+        """The PEFT LoraConfig. Known gap: the marker tokens' embedding rows stay frozen under LoRA (PEFT's
+        trainable_token_indices breaks TRL 1.16's fused LM head on tied embeddings)."""
+        from peft import LoraConfig
+
+        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
+                          target_modules=self.target_modules, task_type="CAUSAL_LM")
+
 
 @dataclass
 class SFTRunConfig:

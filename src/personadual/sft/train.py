@@ -8,29 +8,12 @@ only, the mode marker included: choosing the mode is part of what the model lear
 from __future__ import annotations
 
 import json
-import random
-from pathlib import Path
 
 from .. import modes as modes_lib
 from ..checkpoint import MarkCompleteCallback, prepare_run, save_final_from_trainer
-from ..data.schema import Item, read_items
+from ..data.schema import read_split, sample_items
 from .config import SFTRunConfig
 from .mixes import build_examples
-
-
-def resolve_items(path: str, split: str) -> list[Item]:
-    """A JSONL file, or a PersonaBench directory (then its ``{split}.jsonl``)."""
-    p = Path(path)
-    return read_items(p / f"{split}.jsonl" if p.is_dir() else p)
-
-
-def eval_sample(items: list[Item], n: int, seed: int = 0) -> list[Item]:
-    """A fixed random sample, so a quick check covers every family and condition."""
-    return items if n >= len(items) else random.Random(seed).sample(items, n)
-
-
-def end_of_run_sample(eval_data: str, limit: int) -> list[Item]:
-    return eval_sample(resolve_items(eval_data, "val"), limit)
 
 
 def load_model_and_tokenizer(path: str, bf16: bool = False):
@@ -58,7 +41,7 @@ def main(cfg: SFTRunConfig, resume: bool = False) -> dict:
         model.resize_token_embeddings(len(tok))
     modes_lib.marker_token_ids(tok, modes)  # fails loudly if a marker is not one token
 
-    items = resolve_items(cfg.data, "train")[: cfg.limit]
+    items = read_split(cfg.data, "train")[: cfg.limit]
     examples = build_examples(items, cfg.mix, tok, modes, cross_mode_share=cfg.cross_mode_share, seed=cfg.seed)
     if not examples:
         raise ValueError(f"{cfg.data}: mix {cfg.mix!r} selected no training examples")
@@ -75,14 +58,7 @@ def main(cfg: SFTRunConfig, resume: bool = False) -> dict:
         use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, disable_tqdm=False,
         **({"gradient_checkpointing": True} if cfg.gradient_checkpointing else {}),
     )
-    peft_config = None
-    if cfg.lora is not None:
-        from peft import LoraConfig
-
-        # Known gap: the marker tokens' embedding rows stay frozen under LoRA (PEFT's trainable_token_indices
-        # breaks TRL 1.16's fused LM head on tied embeddings), so LoRA runs rely on rows the base already has.
-        peft_config = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                                 target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")
+    peft_config = cfg.lora.to_peft() if cfg.lora is not None else None
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples), processing_class=tok,
                          peft_config=peft_config, callbacks=[MarkCompleteCallback()])
     if ckpt:
@@ -107,7 +83,7 @@ def end_of_run_check(model, tok, modes, eval_data: str, limit: int) -> dict:
     from ..generation import Engine, GenerationConfig
 
     model.eval()
-    items = end_of_run_sample(eval_data, limit)
+    items = sample_items(read_split(eval_data, "val"), limit)
     summary = quick_summary(predict(Engine(model, tok, modes), items, config=GenerationConfig(max_new_tokens=64)))
     print(f"[sft] check on {summary['n']} val items: well-formed {summary['well_formed']}, "
           f"preferred mode {summary['preferred_mode_agreement']}, acc {summary['acc']}, "
