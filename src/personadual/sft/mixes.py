@@ -15,7 +15,8 @@ verifies), except `persona_prompted`, which is the naive pipeline that does not 
 - ``persona_prompted``: the naive persona-in-the-prompt baseline: one reasoning pattern that uses the
   persona whenever one is given (personalized trace), unverified; general trace without a persona.
 - ``pretrain``: what a base model knows before persona training: each base question once, persona
-  removed, general reasoning, no mode marker.
+  removed, general reasoning, no mode marker; an item's persona-free ``meta["knowledge"]`` question
+  (e.g. which option is travel gear) replaces it where the item has one.
 """
 
 from __future__ import annotations
@@ -65,9 +66,11 @@ def build_examples(items: Iterable[Item], mix: str, tokenizer, modes: modes_lib.
             if key in seen or "general" not in it.traces:
                 continue
             seen.add(key)
-            tr = it.traces["general"]
-            prompt = modes_lib.render_prompt(tokenizer, it.question, None)
-            out.append({"prompt": prompt, "completion": f"{tr.reasoning}\n{modes_lib.format_answer(tr.answer)}{eos}"})
+            k = it.meta.get("knowledge")
+            question, reasoning, answer = ((k["question"], k["reasoning"], k["answer"]) if k
+                                           else (it.question, it.traces["general"].reasoning, it.traces["general"].answer))
+            prompt = modes_lib.render_prompt(tokenizer, question, None)
+            out.append({"prompt": prompt, "completion": f"{reasoning}\n{modes_lib.format_answer(answer)}{eos}"})
         return out
     pick = MIXES[mix]
     for it in items:

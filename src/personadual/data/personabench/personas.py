@@ -57,6 +57,8 @@ def preference_item(rng: random.Random, pool: dict, n_options: int = 4) -> dict:
     The persona names a liked and a disliked category; exactly one option is in the liked one.
     The personalized trace labels each option's category and takes the liked one; the general
     trace, blind to the persona, takes the most popular category among the options.
+    ``meta["knowledge"]`` is the persona-free fact the personalized trace relies on ("which one is
+    travel gear?"), for the base model's pretraining: a real LLM knows what a compass is for.
     """
     cats = rng.sample(list(vocab.CATEGORIES), n_options)
     likes, dislikes = cats[0], rng.choice(cats[1:])
@@ -74,7 +76,8 @@ def preference_item(rng: random.Random, pool: dict, n_options: int = 4) -> dict:
         steps.append(f"{LETTERS[i]} {t} {c} {'yes' if c == likes else 'no'} .")
         if c == likes:
             break
-    personalized = f"persona likes {likes} . {' '.join(steps)} so {gold} ."
+    scan = f"{' '.join(steps)} so {gold} ."
+    personalized = f"persona likes {likes} . {scan}"
     popular = min(cats, key=vocab.POPULARITY.index)
     general_answer = LETTERS[cats.index(popular)]
     labelled = " ".join(f"{LETTERS[i]} {t} {c} ." for i, (t, c) in enumerate(zip(things, cats)))
@@ -85,5 +88,6 @@ def preference_item(rng: random.Random, pool: dict, n_options: int = 4) -> dict:
         "gold": gold,
         "persona": persona,
         "traces": {"general": (general, general_answer), "personalized": (personalized, gold)},
-        "meta": {"likes": likes, "dislikes": dislikes},
+        "meta": {"likes": likes, "dislikes": dislikes,
+                 "knowledge": {"question": f"which one is {likes} ? {opts}", "reasoning": f"find {likes} . {scan}", "answer": gold}},
     }
