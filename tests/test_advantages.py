@@ -38,6 +38,9 @@ def test_dual_by_hand_importance_corrected():
     a = get_estimator("dual")(r, g, m, 2, probs, AdvantageConfig(scale_rewards="none", alpha=2.0))
     # p/q = (.4, 1.6); Vbar = .2*.5 + .8*1 = .9; alpha * p/q * (V - Vbar)
     torch.testing.assert_close(a.marker, t(2 * 0.4 * -0.4, 2 * 0.4 * -0.4, 2 * 1.6 * 0.1, 2 * 1.6 * 0.1))
+    # weight_reasoning: the within-mode advantages (.5, -.5, 0, 0) times p/q, the gradient of J itself
+    w = get_estimator("dual")(r, g, m, 2, probs, AdvantageConfig(scale_rewards="none", weight_reasoning=True))
+    torch.testing.assert_close(w.reasoning, t(0.4 * 0.5, 0.4 * -0.5, 0, 0))
 
 
 def test_dual_paper_by_hand_and_its_degeneracy():
@@ -90,6 +93,7 @@ def _loop_dual(r, g, m, probs, cfg):
             sub = [r[j] for j in rows if m[j] == m[i]]
             c = r[i] - V[m[i]]
             reasoning[i] = c / (_std(sub) + cfg.eps) if cfg.scale_rewards == "group" else c
+            reasoning[i] *= p[m[i]] / q[m[i]] if cfg.weight_reasoning else 1.0
             mk = cfg.alpha * p[m[i]] / q[m[i]] * (V[m[i]] - vbar)
             marker[i] = mk / (gstd + cfg.eps) if cfg.scale_rewards == "group" else mk
     return reasoning, marker
@@ -105,8 +109,8 @@ def test_loop_equals_vectorised(seed, scale):
     m = torch.randint(0, 3, (n,), generator=gen)  # three modes, unbalanced
     logits = torch.randn(6 * 11 + 1, 3, generator=gen, dtype=torch.float64)
     probs = torch.softmax(logits, -1)[g]  # one p(mode|x) per prompt
-    cfg = AdvantageConfig(scale_rewards=scale, alpha=1.5)
-    for pr in (None, probs):
+    for pr, weight in ((None, False), (probs, False), (probs, True)):
+        cfg = AdvantageConfig(scale_rewards=scale, alpha=1.5, weight_reasoning=weight)
         a = get_estimator("dual")(r, g, m, 3, pr, cfg)
         lr, lm = _loop_dual(r.tolist(), g.tolist(), m.tolist(), pr.tolist() if pr is not None else None, cfg)
         torch.testing.assert_close(a.reasoning, torch.tensor(lr, dtype=torch.float64))

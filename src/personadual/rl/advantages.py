@@ -21,11 +21,15 @@ mean_same + mean_other = 0 and inter_i + intra_i = 2 z_i: plain GRPO, scaled. Ke
 distribution (softmax over the marker logits only) and V(x, m) = E_{y ~ pi(.|x,m)} r.
 
 * Reasoning tokens: rollouts of mode m are on-policy draws from pi(.|x, m), so the REINFORCE term
-  for y given m, with the subgroup mean as baseline, is unbiased:
+  for y given m, with the subgroup mean as baseline, is unbiased for grad V(x, m):
   A^reason_i = (r_i - \hat V_{g,m_i}) [/ (std_{g,m_i} + eps)].
   Each mode is credited against itself, so a mode is never blamed for being the weaker mode: it
-  learns to reason well on its own terms. (We do not weight it by p(m|x)/q(m): both modes keep
-  learning even while the policy rarely picks one; that is the point of forced exploration.)
+  learns to reason well on its own terms. The gradient of J itself weights mode m by p(m|x):
+  grad_reasoning J = sum_m p(m|x) grad V(x, m) = E_{m~q}[p(m|x)/q(m) * ...], so with
+  ``weight_reasoning`` the reasoning advantage is multiplied by p(m_i|x)/q(m_i) too: a mode learns
+  where the policy uses it. Without it (the default), every forced mode learns on every prompt --
+  on PersonaBench that teaches the personalized mode, forced onto misaligned personas, to distrust
+  every persona, helpful ones included (see docs/dualgrpo.md).
 * Marker token: d J / d theta = sum_m grad p(m|x) V(x,m)  (theta = marker logits)
                               = sum_m p(m|x) grad log p(m|x) (V(x,m) - b)  for any b.
   The rollouts were forced, q(m) = n_{g,m} / G, not drawn from p. Importance weighting each
@@ -58,6 +62,7 @@ class AdvantageConfig:
     alpha: float = 1.0  # dual: weight of the marker (mode-selection) advantage
     split_modes: bool = True  # dual: False = one subgroup per prompt = grpo
     prefix_weight: float = 2.0  # dual_paper: marker tokens get this multiple ("prefix strengthening")
+    weight_reasoning: bool = False  # dual: reasoning advantages times p(m|x)/q(m) (the gradient of J)
 
     def __post_init__(self):
         if self.scale_rewards not in ("group", "none"):
@@ -165,6 +170,8 @@ def dual(rewards, group_ids, mode_ids, n_modes, mode_probs=None, cfg=AdvantageCo
 
     sub_marker = cfg.alpha * sub_p / sub_q * (sub_v - v_bar[sub_group])
     marker = torch.nan_to_num(_normalise(sub_marker[s_seg], g_std, cfg), nan=0.0)
+    if cfg.weight_reasoning:
+        reasoning = reasoning * (sub_p / sub_q)[s_seg]
     return SeqAdvantages(reasoning, marker)
 
 

@@ -38,6 +38,7 @@ class RLRunConfig:
     alpha: float = _help("dual: weight of the marker (mode-selection) advantage", 1.0)
     scale_rewards: str = _help("'group' (divide by reward std, GRPO) or 'none' (Dr. GRPO)", "group")
     prefix_weight: float = _help("dual_paper: marker-token multiple", 2.0)
+    weight_reasoning: bool = _help("dual: reasoning advantages times p(mode|x)/q(mode), so a mode learns where it is used", False)
     reward_weights: dict = _help(f"reward name -> weight; names: {', '.join(REWARDS)}",
                                  factory=lambda: {"accuracy": 0.9, "format": 0.1})
     judge: JudgeSpec | None = _help("optional judge-model reward", None)

@@ -68,7 +68,8 @@ def build_trainer(cfg: RLRunConfig, model=None, tok=None):
         **({"gradient_checkpointing": True} if cfg.gradient_checkpointing else {}),
     )
     peft_config = cfg.lora.to_peft() if cfg.lora is not None else None
-    adv_cfg = AdvantageConfig(scale_rewards=cfg.scale_rewards, alpha=cfg.alpha, prefix_weight=cfg.prefix_weight)
+    adv_cfg = AdvantageConfig(scale_rewards=cfg.scale_rewards, alpha=cfg.alpha, prefix_weight=cfg.prefix_weight,
+                              weight_reasoning=cfg.weight_reasoning)
     return DualGRPOTrainer(
         model=model, reward_funcs=funcs, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
         peft_config=peft_config, callbacks=[MarkCompleteCallback()], modes=modes, estimator=cfg.estimator,
