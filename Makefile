@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test venv bench clean
+.PHONY: demo demo-full test venv bench rl-compare clean
 
 $(STAMP): pyproject.toml requirements-cpu.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -20,11 +20,17 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/personadual demo --out runs/demo
 
+demo-full: $(STAMP)  # the demo with longer RL (about 17 minutes on 2 cores)
+	$(BIN)/personadual demo --full --out runs/demo-full
+
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
+
+rl-compare: $(STAMP)  # after `make demo`: SFT start vs the three RL estimators, on val
+	scripts/rl_compare.sh runs/demo
 
 bench: $(STAMP)
 	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf runs/demo
+	rm -rf runs/demo runs/demo-full

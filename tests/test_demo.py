@@ -26,10 +26,18 @@ def test_demo_runs_every_stage_then_resumes(tmp_path):
     assert set(summary["stage_seconds"]) == {"data", "tiny_model", "base_model", "sft", "rl", "eval", "report"}
     assert json.loads((out / "summary.json").read_text()) == summary
     report = (out / "report.md").read_text()
-    assert "## The paper's claims, checked" in report and report.count("PASS") + report.count("FAIL") == 6
+    assert "## The paper's claims, checked" in report and report.count("PASS") + report.count("FAIL") == 7
     assert (out / "report" / "accuracy_by_condition.png").exists()
 
     before = {p: p.stat().st_mtime for p in out.glob("*/model/model.safetensors")}
     again = run_demo(out, seed=0, overrides=TOY)  # everything is complete: nothing retrains
     assert {p: p.stat().st_mtime for p in out.glob("*/model/model.safetensors")} == before
     assert again["stage_seconds"] == summary["stage_seconds"]
+
+
+def test_demo_full_settings_layer_under_explicit_overrides():
+    from personadual.demo import FULL_OVERRIDES, merge_overrides
+
+    merged = merge_overrides(FULL_OVERRIDES, {"rl": ["max_steps=2"], "sft": ["max_steps=3"]})
+    assert merged["rl"][-1] == "max_steps=2" and "max_steps=100" in merged["rl"] and merged["sft"] == ["max_steps=3"]
+    assert merge_overrides({}, {}) == {}

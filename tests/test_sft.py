@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from personadual import modes as modes_lib
 from personadual.checkpoint import COMPLETE, last_complete_checkpoint
 from personadual.config import ConfigError, load_config
 from personadual.data import read_items
@@ -39,8 +40,28 @@ def test_mixes_select_the_paper_ablations(bench_dir, tiny_dir):
     assert count("persona_prompted", P) == sum(it.persona is not None for it in items)
     pre = build_examples(items, "pretrain", tok)
     assert pre and not any(G in ex["completion"] or P in ex["completion"] or "I am" in ex["prompt"] for ex in pre)
+    # preference items become their persona-free knowledge question (which option is travel gear)
+    n_pref = sum(it.family == "preference" for it in items)
+    assert sum("which one is" in ex["prompt"] for ex in pre) == n_pref > 0
+    assert not any("most popular" in ex["completion"] for ex in pre)
     for ex in build_examples(items, "dual", tok)[:5]:
         assert ex["completion"].endswith(tok.eos_token) and ex["prompt"].endswith("<|im_start|>assistant\n")
+
+
+def test_cross_mode_share_adds_verified_other_mode_traces(bench_dir, tiny_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_dir)
+    items = read_items(bench_dir / "train.jsonl")
+    plain = build_examples(items, "dual", tok)
+    both = build_examples(items, "dual", tok, cross_mode_share=1.0)
+    eligible = sum(all(it.trace_correct(m) for m in it.traces) for it in items)
+    assert len(both) - len(plain) == eligible > 0  # every item whose other trace is right gets it
+    # never a wrong trace: a misaligned item's persona-following trace stays out
+    mis = {modes_lib.render_prompt(tok, it.question, it.persona) for it in items if it.condition == "misaligned"}
+    assert not any("[Personalized_mode]" in ex["completion"] for ex in both if ex["prompt"] in mis)
+    half = len(build_examples(items, "dual", tok, cross_mode_share=0.5)) - len(plain)
+    assert 0.3 * eligible < half < 0.7 * eligible
 
 
 def test_config_errors_name_the_file_and_key(tmp_path):

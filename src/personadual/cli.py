@@ -197,11 +197,12 @@ def generate(model: Path = typer.Option(..., help="model directory"),
 def demo(out: Path = typer.Option(Path("runs/demo"), help="output directory"),
          seed: int = typer.Option(0, help="seed for data and models"),
          recipes: Optional[Path] = typer.Option(None, help="recipe folder (default: recipes/tiny-cpu)"),
-         jobs: int = typer.Option(2, help="parallel 1-thread jobs")):
+         jobs: int = typer.Option(2, help="parallel 1-thread jobs"),
+         full: bool = typer.Option(False, "--full", help="demo-full: longer RL than the 15-minute demo")):
     """The whole paper on the embedded default (PersonaBench + tiny model). Skips finished stages."""
     from .demo import run_demo
 
-    run_demo(out, seed, recipes, jobs)
+    run_demo(out, seed, recipes, jobs, full=full)
 
 
 from .serve.commands import chat_command, serve_command  # noqa: E402  (heavy imports stay inside them)

@@ -23,6 +23,8 @@ from pathlib import Path
 from .checkpoint import is_complete
 
 SFT_VARIANTS = ("dual", "general_only", "personalized_only", "persona_prompted")
+# `make demo-full`: what the demo's 15-minute budget leaves out (see docs/results.md for both runs)
+FULL_OVERRIDES = {"rl": ["max_steps=100", "save_steps=50"]}
 RL_VARIANTS = ("dual", "dual_paper", "grpo")
 UPPER_BOUND = "upper_bound_no_persona"
 
@@ -109,7 +111,8 @@ class Stages:
     def _resume(self, run_dir: Path) -> list[str]:
         return ["--resume"] if any(run_dir.glob("checkpoint-*")) else []
 
-    def _train_variants(self, stage: str, key: str, variants: tuple[str, ...], start: Path, desc: str) -> bool:
+    def _train_variants(self, stage: str, key: str, variants: tuple[str, ...], start: Path, desc: str,
+                        parallel: int | None = None) -> bool:
         """One training job per unfinished variant (``key=variant``), all starting from ``start``."""
         jobs = {}
         for v in variants:
@@ -119,14 +122,16 @@ class Stages:
                                       f"{key}={v}", f"model={start}", f"data={self.data}", f"eval_data={self.data}",
                                       f"output_dir={run}", "threads=1", "eval_limit=0", f"seed={self.p.seed}",
                                       *self._extra(stage))
-        run_jobs(jobs, self.logs, self.p.jobs, desc)
+        run_jobs(jobs, self.logs, parallel or self.p.jobs, desc)
         return bool(jobs)
 
     def sft_stage(self) -> bool:
         return self._train_variants("sft", "mix", SFT_VARIANTS, self.out / "base" / "model", "SFT variants")
 
     def rl_stage(self) -> bool:
-        return self._train_variants("rl", "estimator", RL_VARIANTS, self.out / "sft_dual" / "model", "RL variants")
+        # all three at once: with two at a time the third would run alone, on one of the cores
+        return self._train_variants("rl", "estimator", RL_VARIANTS, self.out / "sft_dual" / "model", "RL variants",
+                                    parallel=max(self.p.jobs, len(RL_VARIANTS)))
 
     def models(self) -> dict[str, Path]:
         ms = {f"sft_{m}": self.out / f"sft_{m}" / "model" for m in SFT_VARIANTS}
@@ -141,7 +146,8 @@ class Stages:
             if not (out / "metrics.json").exists():
                 jobs[f"eval_{name}"] = _cli("eval", "--model", str(model), "--data", str(self.data / "test.jsonl"),
                                             "--out", str(out), "--name", name, "--threads", "1",
-                                            *(["--drop-persona"] if drop else []), *self._extra("eval"))
+                                            # no mode choice to score once personas are gone: skip the forced runs
+                                            *(["--drop-persona", "--no-forced"] if drop else []), *self._extra("eval"))
         run_jobs(jobs, self.logs, self.p.jobs, "evaluation")
         return bool(jobs)
 
@@ -160,12 +166,13 @@ class Stages:
 
 
 def run_demo(out: str | Path = "runs/demo", seed: int = 0, recipes: str | Path | None = None, jobs: int = 2,
-             overrides: dict | None = None) -> dict:
+             overrides: dict | None = None, full: bool = False) -> dict:
     """Run (or resume) the whole pipeline; returns summary.json's content.
 
     ``overrides`` maps a stage (data, tiny, base, sft, rl, eval) to extra ``key=value`` settings
-    (CLI flags for eval): ``demo-full`` and the toy-sized test use it.
+    (CLI flags for eval): the toy-sized test uses it. ``full`` adds FULL_OVERRIDES (``demo-full``).
     """
+    overrides = merge_overrides(FULL_OVERRIDES if full else {}, overrides or {})
     out = Path(out)
     recipes = Path(recipes) if recipes else _find_recipes()
     plan = DemoPlan(out, seed, recipes, jobs, overrides or {})
@@ -191,6 +198,11 @@ def run_demo(out: str | Path = "runs/demo", seed: int = 0, recipes: str | Path |
     print_table(summary)
     print(f"[demo] report: {out / 'report.md'}  plots: {out / 'report'}/*.png  summary: {out / 'summary.json'}")
     return summary
+
+
+def merge_overrides(*layers: dict) -> dict:
+    """Stage -> key=value lists, concatenated in order: a later layer's setting wins."""
+    return {k: [kv for layer in layers for kv in layer.get(k, [])] for k in set().union(*layers)}
 
 
 def build_summary(out: Path, times: dict) -> dict:

@@ -30,6 +30,9 @@ def claims(metrics: dict[str, dict]) -> list[tuple[bool, str]]:
     out.append((bal["rl_dual"] >= max(bal["rl_dual_paper"], bal["rl_grpo"]), "DualGRPO >= dual_paper and grpo on "
                 "balanced accuracy (objective over all conditions, and personalized): " +
                 ", ".join(f"{k} {100 * v:.1f}" for k, v in bal.items()) + "."))
+    sft = {k: (metrics["sft_dual"].get(k) or 0.0, metrics[d].get(k) or 0.0) for k in ("hacc", "balanced_acc")}
+    out.append((all(after > before for before, after in sft.values()), "DualGRPO improves on its SFT start: " +
+                ", ".join(f"{k} {100 * b:.1f} -> {100 * a:.1f}" for k, (b, a) in sft.items()) + "."))
     h = metrics[d].get("hacc") or 0.0
     out.append((h >= 0.9, f"HAcc of DualGRPO (it picks the mode that is right, where the modes disagree): "
                 f"{100 * h:.1f}% (goal >= 90)."))
