@@ -5,7 +5,8 @@ personalized_only, persona_prompted) -> RL variants from the dual SFT model (dua
 grpo) -> evaluation of every model on the test split (plus the no-persona upper bound) -> report.
 
 Every stage is skipped when its output is complete (a COMPLETE marker, or metrics.json written
-last), so a rerun after a crash resumes. Independent jobs run as parallel 1-thread processes
+last), so a rerun after a crash resumes; stage_seconds.json then holds the resuming run's time for
+a resumed stage (what ran before the crash is not counted). Independent jobs run as parallel 1-thread processes
 (two 1-thread jobs beat one 2-thread job on this machine: TINY_MODEL_NOTES). The stage settings
 live in recipes/tiny-cpu/; the demo only adds paths and thread counts.
 """
