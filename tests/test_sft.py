@@ -44,6 +44,9 @@ def test_mixes_select_the_paper_ablations(bench_dir, tiny_dir):
     n_pref = sum(it.family == "preference" for it in items)
     assert sum("which one is" in ex["prompt"] for ex in pre) == n_pref > 0
     assert not any("most popular" in ex["completion"] for ex in pre)
+    bad = items[0].model_copy(update={"meta": {"knowledge": {"question": "q"}}})
+    with pytest.raises(ValueError, match=f"item {bad.id}: meta.knowledge needs"):
+        build_examples([bad], "pretrain", tok)
     for ex in build_examples(items, "dual", tok)[:5]:
         assert ex["completion"].endswith(tok.eos_token) and ex["prompt"].endswith("<|im_start|>assistant\n")
 

@@ -6,9 +6,10 @@ grpo) -> evaluation of every model on the test split (plus the no-persona upper 
 
 Every stage is skipped when its output is complete (a COMPLETE marker, or metrics.json written
 last), so a rerun after a crash resumes; stage_seconds.json then holds the resuming run's time for
-a resumed stage (what ran before the crash is not counted). Independent jobs run as parallel 1-thread processes
-(two 1-thread jobs beat one 2-thread job on this machine: TINY_MODEL_NOTES). The stage settings
-live in recipes/tiny-cpu/; the demo only adds paths and thread counts.
+a resumed stage (what ran before the crash is not counted). Independent jobs run as parallel
+1-thread processes (two 1-thread jobs beat one 2-thread job on this machine: TINY_MODEL_NOTES).
+The stage settings live in recipes/tiny-cpu/; the demo only adds paths and thread counts (and, for
+demo-full, FULL_OVERRIDES).
 """
 
 from __future__ import annotations

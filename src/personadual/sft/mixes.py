@@ -67,6 +67,8 @@ def build_examples(items: Iterable[Item], mix: str, tokenizer, modes: modes_lib.
                 continue
             seen.add(key)
             k = it.meta.get("knowledge")
+            if k is not None and not (isinstance(k, dict) and {"question", "reasoning", "answer"} <= set(k)):
+                raise ValueError(f"item {it.id}: meta.knowledge needs question, reasoning and answer, got {k!r}")
             question, reasoning, answer = ((k["question"], k["reasoning"], k["answer"]) if k
                                            else (it.question, it.traces["general"].reasoning, it.traces["general"].answer))
             prompt = modes_lib.render_prompt(tokenizer, question, None)
