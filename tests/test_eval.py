@@ -1,8 +1,9 @@
 import json
+import random
 
 import pytest
 
-from personadual.eval.metrics import bootstrap_ci, calibration, compute_metrics
+from personadual.eval.metrics import bootstrap_ci, calibration, compute_metrics, paired_balanced_diff
 from personadual.eval.modes import balanced_accuracy, hacc
 from personadual.eval.predict import Prediction
 
@@ -67,3 +68,23 @@ def test_evaluate_writes_predictions_metrics_and_report(sft_model, bench_dir, tm
     for png in ("accuracy_by_condition", "mode_share", "tradeoff", "calibration"):
         assert (tmp_path / "rep" / f"{png}.png").stat().st_size > 1000
     assert up["drop_persona"] is True
+
+
+def test_paired_balanced_diff_is_the_difference_of_balanced_accuracies():
+    from types import SimpleNamespace
+
+    rng = random.Random(3)
+    conds = ["none", "misaligned", "helpful", "personalized"]
+    items = [(f"i{k}", conds[k % 4]) for k in range(80)]
+    a = {i: (c, rng.random() < 0.8) for i, c in items}
+    b = {i: (c, rng.random() < 0.6) for i, c in items}
+    as_preds = lambda m: [SimpleNamespace(condition=c, correct=ok) for c, ok in m.values()]  # noqa: E731
+    d = paired_balanced_diff(a, b)
+    assert d["mean"] == pytest.approx(balanced_accuracy(as_preds(a)) - balanced_accuracy(as_preds(b)), abs=1e-4)
+    assert d["lo"] <= d["mean"] <= d["hi"] and d["n"] == 80
+    same = paired_balanced_diff(a, a)  # a model against itself: no difference, no noise
+    assert same["mean"] == same["lo"] == same["hi"] == 0
+    # by hand: none d = (1, 0) -> 0.5; personalized d = (0) -> 0; balanced diff = (0.5 + 0) / 2
+    hand = paired_balanced_diff({"x": ("none", True), "y": ("none", False), "z": ("personalized", True)},
+                                {"x": ("none", False), "y": ("none", False), "z": ("personalized", True)})
+    assert hand["mean"] == 0.25

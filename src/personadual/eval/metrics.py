@@ -24,6 +24,33 @@ def bootstrap_ci(xs: Sequence[bool | float], n_boot: int = 1000, seed: int = 0, 
     return {"mean": round(sum(xs) / n, 4), "lo": round(lo, 4), "hi": round(hi, 4), "n": n}
 
 
+def paired_balanced_diff(a: dict[str, tuple[str, bool]], b: dict[str, tuple[str, bool]], n_boot: int = 1000,
+                         seed: int = 0, level: float = 0.95) -> dict | None:
+    """Balanced accuracy of model ``a`` minus model ``b`` on the same items, with a paired bootstrap CI.
+
+    ``a`` and ``b`` map item id -> (condition, correct). Balanced accuracy is linear in per-item
+    correctness, so the difference is the same average taken over d_i = a_i - b_i: half the mean over
+    objective conditions of each condition's mean d, half the personalized mean d. Items are resampled
+    within each condition, the same items for both models, so what the two share (a hard item) cancels.
+    """
+    strata: dict[str, list[float]] = defaultdict(list)
+    for i in sorted(a.keys() & b.keys()):
+        strata[a[i][0]].append(float(a[i][1]) - float(b[i][1]))
+    if not strata:
+        return None
+
+    def stat(groups: dict[str, list[float]]) -> float:
+        obj = [sum(d) / len(d) for c, d in groups.items() if c != "personalized"]
+        parts = ([sum(obj) / len(obj)] if obj else []) + ([sum(groups["personalized"]) / len(groups["personalized"])]
+                                                          if "personalized" in groups else [])
+        return sum(parts) / len(parts)
+
+    rng = random.Random(seed)
+    boots = sorted(stat({c: [rng.choice(d) for _ in d] for c, d in strata.items()}) for _ in range(n_boot))
+    lo, hi = boots[int((1 - level) / 2 * n_boot)], boots[int((1 + level) / 2 * n_boot) - 1]
+    return {"mean": round(stat(strata), 4), "lo": round(lo, 4), "hi": round(hi, 4), "n": sum(map(len, strata.values()))}
+
+
 def accuracy_by_condition(preds: Sequence[Prediction], n_boot: int = 1000) -> dict:
     by = defaultdict(list)
     for p in preds:

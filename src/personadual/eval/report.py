@@ -60,6 +60,17 @@ def load_run(run_dir: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
+def load_correct(run_dir: str | Path, run: str = "auto") -> dict[str, tuple[str, bool]]:
+    """item id -> (condition, correct) for one run of an eval directory's predictions.jsonl."""
+    out = {}
+    with open(Path(run_dir) / "predictions.jsonl") as f:
+        for line in f:
+            row = json.loads(line)
+            if row["run"] == run:
+                out[row["id"]] = (row["condition"], row["correct"])
+    return out
+
+
 def comparison_table(runs: dict[str, dict]) -> str:
     """One Markdown row per model: accuracy per condition, personalized, interference, gain, HAcc."""
     head = ["model", *CONDS, "personalized", "interference", "helpful gain", "HAcc", "balanced", "format err"]
