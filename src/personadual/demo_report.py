@@ -17,8 +17,8 @@ def paired_diffs(eval_dir: Path) -> dict[str, dict]:
     return {r: paired_balanced_diff(ours, load_correct(eval_dir / r)) for r in RIVALS}
 
 
-def _ci(d: dict | None) -> str:
-    return "" if not d else f" (paired 95% CI of the difference {100 * d['lo']:+.1f} to {100 * d['hi']:+.1f})"
+def _ci(d: dict | None, what: str = "difference") -> str:
+    return "" if not d else f" (paired 95% CI of the {what} {100 * d['lo']:+.1f} to {100 * d['hi']:+.1f})"
 
 
 def claims(metrics: dict[str, dict], diffs: dict[str, dict] | None = None) -> list[tuple[bool, str]]:
@@ -47,7 +47,7 @@ def claims(metrics: dict[str, dict], diffs: dict[str, dict] | None = None) -> li
     sft = {k: (metrics["sft_dual"].get(k) or 0.0, metrics[d].get(k) or 0.0) for k in ("hacc", "balanced_acc")}
     out.append((all(after > before for before, after in sft.values()), "DualGRPO improves on its SFT start: " +
                 ", ".join(f"{k} {100 * b:.1f} -> {100 * a:.1f}" for k, (b, a) in sft.items()) +
-                _ci(diffs.get("sft_dual")).replace(" of the difference", " of the balanced-accuracy gain") + "."))
+                _ci(diffs.get("sft_dual"), "balanced-accuracy gain") + "."))
     h = metrics[d].get("hacc") or 0.0
     out.append((h >= 0.9, f"HAcc of DualGRPO (it picks the mode that is right, where the modes disagree): "
                 f"{100 * h:.1f}% (goal >= 90)."))

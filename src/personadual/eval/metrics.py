@@ -8,7 +8,7 @@ from collections import defaultdict
 from typing import Sequence
 
 from ..data.schema import OBJECTIVE_CONDITIONS
-from .modes import balanced_accuracy, hacc
+from .modes import balance, balanced_accuracy, hacc
 from .predict import Prediction
 
 
@@ -40,10 +40,7 @@ def paired_balanced_diff(a: dict[str, tuple[str, bool]], b: dict[str, tuple[str,
         return None
 
     def stat(groups: dict[str, list[float]]) -> float:
-        obj = [sum(d) / len(d) for c, d in groups.items() if c != "personalized"]
-        parts = ([sum(obj) / len(obj)] if obj else []) + ([sum(groups["personalized"]) / len(groups["personalized"])]
-                                                          if "personalized" in groups else [])
-        return sum(parts) / len(parts)
+        return balance({c: sum(d) / len(d) for c, d in groups.items()})
 
     rng = random.Random(seed)
     boots = sorted(stat({c: [rng.choice(d) for _ in d] for c, d in strata.items()}) for _ in range(n_boot))

@@ -8,6 +8,7 @@ and are reported separately as ``tie_share``.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Sequence
 
 from ..data.schema import OBJECTIVE_CONDITIONS, Item
@@ -38,16 +39,20 @@ def hacc(runs: dict[str, list[Prediction]]) -> dict:
             "tie_share": round(ties / n, 4) if n else None}
 
 
+def balance(by_condition: dict[str, float]) -> float | None:
+    """Mean of (the objective conditions' values averaged) and the personalized value, where present."""
+    obj = [v for c, v in by_condition.items() if c in OBJECTIVE_CONDITIONS]
+    parts = ([sum(obj) / len(obj)] if obj else []) + ([by_condition["personalized"]] if "personalized" in by_condition else [])
+    return sum(parts) / len(parts) if parts else None
+
+
 def balanced_accuracy(preds: Sequence[Prediction]) -> float | None:
     """Mean of (objective accuracy averaged over persona conditions) and personalized accuracy."""
-    per_cond = []
-    for c in OBJECTIVE_CONDITIONS:
-        xs = [p.correct for p in preds if p.condition == c]
-        if xs:
-            per_cond.append(sum(xs) / len(xs))
-    pers = [p.correct for p in preds if p.condition == "personalized"]
-    parts = ([sum(per_cond) / len(per_cond)] if per_cond else []) + ([sum(pers) / len(pers)] if pers else [])
-    return round(sum(parts) / len(parts), 4) if parts else None
+    by = defaultdict(list)
+    for p in preds:
+        by[p.condition].append(p.correct)
+    b = balance({c: sum(xs) / len(xs) for c, xs in by.items()})
+    return round(b, 4) if b is not None else None
 
 
 def mode_check(model, tok, modes, eval_data: str, limit: int) -> dict:
