@@ -60,6 +60,18 @@ def test_config_guards_the_traps():
     assert load_config(RLRunConfig, None, base + ["loss_type=luspo", "estimator=grpo"]).loss_type == "luspo"
 
 
+def test_trl_args_reach_grpo_config_and_bad_keys_are_named(sft_model, bench_dir, tmp_path):
+    trainer = make_trainer(sft_model, bench_dir, tmp_path, **{"trl_args.max_grad_norm": 0.25, "trl_args.top_k": 5})
+    assert trainer.args.max_grad_norm == 0.25 and trainer.args.top_k == 5
+    f = tmp_path / "rl.yaml"
+    f.write_text("model: m\ndata: d\noutput_dir: o\ntrl_args:\n  vllm_gpu_memory_utilisation: 0.3\n")
+    with pytest.raises(ConfigError, match=r"rl.yaml: trl_args.vllm_gpu_memory_utilisation: not a field of trl's GRPOConfig; "
+                                          r"did you mean \['vllm_gpu_memory_utilization'\]"):
+        load_config(RLRunConfig, f)
+    with pytest.raises(ConfigError, match="trl_args.learning_rate: a personadual field of its own"):
+        load_config(RLRunConfig, None, ["model=m", "data=d", "output_dir=o", "trl_args.learning_rate=1e-3"])
+
+
 def test_forced_rollouts_open_with_each_mode_and_credit_the_marker(sft_model, bench_dir, tmp_path):
     trainer = make_trainer(sft_model, bench_dir, tmp_path, estimator="dual")
     inputs = batch(trainer)

@@ -49,6 +49,7 @@ def test_paper_recipes_pin_the_paper_settings():
     assert (rl.estimator, rl.learning_rate, rl.num_generations, rl.beta, rl.temperature, rl.use_vllm, rl.vllm_mode) == \
         ("dual", 1e-6, 8, 0.04, 0.6, True, "colocate")
     assert rl.reward_weights == {"accuracy": 0.9, "format": 0.1}
+    assert (rl.lr_scheduler_type, rl.trl_args["warmup_steps"]) == ("constant_with_warmup", 0.1)  # 10% warm-up
     gpus = yaml.safe_load((ACCEL / "zero3.yaml").read_text())["num_processes"]
     rollouts = gpus * rl.per_device_train_batch_size * rl.gradient_accumulation_steps
     assert rollouts // rl.num_generations == 64  # 64 prompts per optimizer step (verl's train_batch_size)

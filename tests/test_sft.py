@@ -78,6 +78,18 @@ def test_config_errors_name_the_file_and_key(tmp_path):
     assert cfg.lora.r == 4 and cfg.lora.alpha == 32
 
 
+def test_trl_args_are_checked_against_trl_sft_config(tmp_path):
+    base = ["model=m", "data=d", "output_dir=o"]
+    cfg = load_config(SFTRunConfig, None, base + ["trl_args.max_grad_norm=0.5", "trl_args.report_to=tensorboard"])
+    assert cfg.trl_args == {"max_grad_norm": 0.5, "report_to": "tensorboard"}
+    with pytest.raises(ConfigError, match=r"trl_args.packng: not a field of trl's SFTConfig; did you mean \['packing'"):
+        load_config(SFTRunConfig, None, base + ["trl_args.packng=true"])
+    with pytest.raises(ConfigError, match="trl_args.completion_only_loss: personadual sets it"):
+        load_config(SFTRunConfig, None, base + ["trl_args.completion_only_loss=false"])
+    with pytest.raises(ConfigError, match="trl_args.max_length: a personadual field of its own"):
+        load_config(SFTRunConfig, None, base + ["trl_args.max_length=64"])
+
+
 def test_sft_trains_and_saves_resolved_config(sft_model):
     run = sft_model.parent
     assert (run / "config.yaml").exists() and (sft_model / COMPLETE).exists()

@@ -8,6 +8,7 @@ a recipe never silently falls back to a default. The resolved config is saved ne
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import typing
 from pathlib import Path
@@ -101,6 +102,25 @@ def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: 
             raise ConfigError(f"{path}: not valid YAML: {e}") from e
         where = str(path)
     return from_dict(cls, _merge(data, parse_overrides(overrides)), where)
+
+
+def check_passthrough(target: type, extra: dict, own_fields, protected: dict | None = None, where: str = "trl_args") -> None:
+    """Check extra settings meant for a library's config dataclass (TRL's SFTConfig/GRPOConfig).
+
+    A key must be a field of ``target`` (a typo would otherwise be lost in a TypeError deep in the
+    trainer), must not duplicate one of our own fields (one place per setting), and must not be one
+    personadual fixes (``protected``: key -> why, e.g. SFT's completion-only loss).
+    """
+    known = {f.name for f in dataclasses.fields(target)}
+    for key in extra:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=3)
+            hint = f"; did you mean {close}?" if close else ""
+            raise ConfigError(f"{where}.{key}: not a field of {target.__module__.split('.')[0]}'s {target.__name__}{hint}")
+        if key in own_fields:
+            raise ConfigError(f"{where}.{key}: a personadual field of its own: set `{key}` at the top level")
+        if key in (protected or {}):
+            raise ConfigError(f"{where}.{key}: personadual sets it: {protected[key]}")
 
 
 def save_config(cfg, path: str | os.PathLike) -> None:

@@ -5,8 +5,9 @@ Option compatibility is checked here, once, not deep in the trainer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
+from ..config import check_passthrough
 from ..sft.config import LoraSpec, _help
 from .advantages import ESTIMATORS
 from .rewards import REWARDS
@@ -68,6 +69,8 @@ class RLRunConfig:
     save_total_limit: int | None = _help("keep at most N checkpoints", 2)
     threads: int | None = _help("torch CPU threads", None)
     modes: dict = _help("mode name -> marker", factory=lambda: {"general": "[General_mode]", "personalized": "[Personalized_mode]"})
+    trl_args: dict = _help("more fields of TRL's GRPOConfig, passed as they are (e.g. max_grad_norm, "
+                           "vllm_gpu_memory_utilization, vllm_tensor_parallel_size, vllm_server_host)", factory=dict)
 
     def __post_init__(self):
         missing = [k for k in ("model", "data", "output_dir") if not getattr(self, k)]
@@ -94,3 +97,7 @@ class RLRunConfig:
             raise ValueError(f"scale_rewards: expected 'group' or 'none', got {self.scale_rewards!r}")
         if self.vllm_mode not in ("colocate", "server"):
             raise ValueError(f"vllm_mode: expected 'colocate' or 'server', got {self.vllm_mode!r}")
+        if self.trl_args:
+            from trl import GRPOConfig
+
+            check_passthrough(GRPOConfig, self.trl_args, {f.name for f in fields(self)})

@@ -53,7 +53,7 @@ def build_trainer(cfg: RLRunConfig, model=None, tok=None):
     random.Random(cfg.seed).shuffle(items)
     rows = rows_for(items[: cfg.limit], tok)
     funcs, weights = reward_functions(cfg)
-    args = GRPOConfig(
+    ours = dict(
         output_dir=cfg.output_dir, learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler_type,
         max_steps=cfg.max_steps, per_device_train_batch_size=cfg.per_device_train_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps, num_generations=cfg.num_generations,
@@ -67,6 +67,8 @@ def build_trainer(cfg: RLRunConfig, model=None, tok=None):
         dataloader_num_workers=0,
         **({"gradient_checkpointing": True} if cfg.gradient_checkpointing else {}),
     )
+    # trl_args may replace our defaults (report_to, ...); RLRunConfig refused the rest
+    args = GRPOConfig(**{**ours, **cfg.trl_args})
     peft_config = cfg.lora.to_peft() if cfg.lora is not None else None
     adv_cfg = AdvantageConfig(scale_rewards=cfg.scale_rewards, alpha=cfg.alpha, prefix_weight=cfg.prefix_weight,
                               weight_reasoning=cfg.weight_reasoning)

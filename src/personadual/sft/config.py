@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
+from ..config import check_passthrough
 from .mixes import ALL_MIXES
 
 
@@ -11,6 +12,11 @@ def _help(text: str, default=None, factory=None):
     if factory is not None:
         return field(default_factory=factory, metadata={"help": text})
     return field(default=default, metadata={"help": text})
+
+
+# SFTConfig fields the stage sets itself and trl_args may not change
+SFT_FIXED = {"completion_only_loss": "the loss is on completions only (prompts are context)",
+             "warmup_steps": "from warmup_ratio", "output_dir": "from output_dir"}
 
 
 @dataclass
@@ -60,6 +66,8 @@ class SFTRunConfig:
     threads: int | None = _help("torch CPU threads (None = torch default)", None)
     modes: dict = _help("mode name -> marker", factory=lambda: {"general": "[General_mode]", "personalized": "[Personalized_mode]"})
     add_marker_tokens: bool = _help("register markers as special tokens (resizes embeddings when new)", True)
+    trl_args: dict = _help("more fields of TRL's SFTConfig, passed as they are (e.g. packing, max_grad_norm, report_to)",
+                           factory=dict)
 
     def __post_init__(self):
         missing = [k for k in ("model", "data", "output_dir") if not getattr(self, k)]
@@ -75,3 +83,7 @@ class SFTRunConfig:
             raise ValueError("cross_mode_share must be in [0, 1]")
         if self.save_steps < 1:
             raise ValueError("save_steps must be >= 1")
+        if self.trl_args:
+            from trl import SFTConfig
+
+            check_passthrough(SFTConfig, self.trl_args, {f.name for f in fields(self)}, SFT_FIXED)

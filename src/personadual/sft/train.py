@@ -47,7 +47,7 @@ def main(cfg: SFTRunConfig, resume: bool = False) -> dict:
         raise ValueError(f"{cfg.data}: mix {cfg.mix!r} selected no training examples")
     print(f"[sft] {len(examples)} examples ({cfg.mix}) from {len(items)} items")
 
-    args = SFTConfig(
+    ours = dict(
         output_dir=str(out), learning_rate=cfg.learning_rate, num_train_epochs=cfg.num_train_epochs,
         max_steps=cfg.max_steps, per_device_train_batch_size=cfg.per_device_train_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps, lr_scheduler_type=cfg.lr_scheduler_type,
@@ -58,6 +58,8 @@ def main(cfg: SFTRunConfig, resume: bool = False) -> dict:
         use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, disable_tqdm=False,
         **({"gradient_checkpointing": True} if cfg.gradient_checkpointing else {}),
     )
+    # trl_args may replace our defaults (report_to, ...); SFTRunConfig refused the rest
+    args = SFTConfig(**{**ours, **cfg.trl_args})
     peft_config = cfg.lora.to_peft() if cfg.lora is not None else None
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples), processing_class=tok,
                          peft_config=peft_config, callbacks=[MarkCompleteCallback()])
