@@ -40,7 +40,22 @@ def test_hacc_counts_only_items_where_the_modes_disagree():
     general = [pred(0, "misaligned", True), pred(1, "helpful", False), pred(2, "none", True), pred(3, "misaligned", True)]
     pers = [pred(0, "misaligned", False), pred(1, "helpful", True), pred(2, "none", True), pred(3, "misaligned", False)]
     h = hacc({"auto": auto, "general": general, "personalized": pers})
-    assert h == {"hacc": round(2 / 3, 4), "decisive": 3, "tie_share": 0.25}
+    # cells (compare, misaligned): general right twice; (compare, helpful): personalized right once
+    assert h == {"hacc": round(2 / 3, 4), "decisive": 3, "tie_share": 0.25, "hacc_cell_oracle": 1.0}
+
+
+def test_hacc_cell_oracle_takes_each_cells_majority_mode():
+    # one cell, four decisive items: general right on three, personalized on one -> no single choice beats 3/4
+    rights = ["general", "general", "general", "personalized"]
+    auto = [pred(i, "none", True, "general") for i in range(4)]
+    general = [pred(i, "none", r == "general") for i, r in enumerate(rights)]
+    pers = [pred(i, "none", r == "personalized") for i, r in enumerate(rights)]
+    h = hacc({"auto": auto, "general": general, "personalized": pers})
+    assert h["hacc"] == 0.75 and h["hacc_cell_oracle"] == 0.75
+    other_family = [pred(9, "none", True, "general", family="lookup")]
+    h2 = hacc({"auto": auto + other_family, "general": general + [pred(9, "none", False, family="lookup")],
+               "personalized": pers + [pred(9, "none", True, family="lookup")]})
+    assert h2["hacc"] == 0.6 and h2["hacc_cell_oracle"] == 0.8  # the lookup cell's own majority is personalized
 
 
 def test_calibration_of_the_mode_probability():

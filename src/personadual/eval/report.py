@@ -36,7 +36,9 @@ def model_report(m: dict) -> str:
               f"agreement with the data's preferred mode: {_pct(m['preferred_mode_agreement'])}%"]
     if m.get("hacc") is not None:
         lines.append(f"- HAcc (auto picks the mode that is right, on the {m['decisive']} items where the modes "
-                     f"disagree): {_pct(m['hacc'])}%")
+                     f"disagree): {_pct(m['hacc'])}%"
+                     + (f"; the best fixed mode per task family and persona condition, chosen with hindsight: "
+                        f"{_pct(m['hacc_cell_oracle'])}%" if m.get("hacc_cell_oracle") is not None else ""))
     if m.get("calibration"):
         cal = m["calibration"]
         lines.append(f"- p(personalized | x) as a predictor of 'personalized is the better mode': ECE {cal['ece']}, "
