@@ -72,6 +72,43 @@ def test_trl_args_reach_grpo_config_and_bad_keys_are_named(sft_model, bench_dir,
         load_config(RLRunConfig, None, ["model=m", "data=d", "output_dir=o", "trl_args.learning_rate=1e-3"])
 
 
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("stage", ["sft", "rl"])
+def test_the_trl_config_exists_before_the_model_is_loaded(stage, sft_model, bench_dir, tmp_path, monkeypatch):
+    """DeepSpeed ZeRO-3 shards weights at from_pretrained only if TrainingArguments was built first."""
+    import trl
+
+    from personadual.sft.config import SFTRunConfig
+
+    events = []
+    cls_name = {"sft": "SFTConfig", "rl": "GRPOConfig"}[stage]
+    real = getattr(trl, cls_name)
+    monkeypatch.setattr(trl, cls_name, lambda **kw: events.append("trl config") or real(**kw))
+
+    def loader(*a, **k):
+        events.append("model")
+        raise _Stop
+
+    if stage == "sft":
+        import personadual.sft.train as mod
+
+        cfg = load_config(SFTRunConfig, None, [f"model={sft_model}", f"data={bench_dir}", f"output_dir={tmp_path}",
+                                               "max_steps=1", "eval_limit=0"])
+        run = lambda: mod.main(cfg)  # noqa: E731
+    else:
+        import personadual.rl.train as mod
+
+        cfg = load_config(RLRunConfig, None, rl_overrides(sft_model, bench_dir, tmp_path))
+        run = lambda: mod.build_trainer(cfg)  # noqa: E731
+    monkeypatch.setattr(mod, "load_model_and_tokenizer", loader)
+    with pytest.raises(_Stop):
+        run()
+    assert events == ["trl config", "model"]
+
+
 def test_forced_rollouts_open_with_each_mode_and_credit_the_marker(sft_model, bench_dir, tmp_path):
     trainer = make_trainer(sft_model, bench_dir, tmp_path, estimator="dual")
     inputs = batch(trainer)

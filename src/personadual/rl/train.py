@@ -46,12 +46,8 @@ def build_trainer(cfg: RLRunConfig, model=None, tok=None):
 
     from .trainer import DualGRPOTrainer
 
-    modes = modes_lib.ModeSet.from_dict(cfg.modes)
-    if model is None:
-        model, tok = load_model_and_tokenizer(cfg.model, cfg.bf16)
-    items = read_split(cfg.data, "train")
-    random.Random(cfg.seed).shuffle(items)
-    rows = rows_for(items[: cfg.limit], tok)
+    # The TRL config comes first: with DeepSpeed ZeRO-3 in it, from_pretrained then loads each weight
+    # straight into its shard (zero.Init) instead of a full copy per process.
     funcs, weights = reward_functions(cfg)
     ours = dict(
         output_dir=cfg.output_dir, learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler_type,
@@ -69,6 +65,12 @@ def build_trainer(cfg: RLRunConfig, model=None, tok=None):
     )
     # trl_args may replace our defaults (report_to, ...); RLRunConfig refused the rest
     args = GRPOConfig(**{**ours, **cfg.trl_args})
+    modes = modes_lib.ModeSet.from_dict(cfg.modes)
+    if model is None:
+        model, tok = load_model_and_tokenizer(cfg.model, cfg.bf16)
+    items = read_split(cfg.data, "train")
+    random.Random(cfg.seed).shuffle(items)
+    rows = rows_for(items[: cfg.limit], tok)
     peft_config = cfg.lora.to_peft() if cfg.lora is not None else None
     adv_cfg = AdvantageConfig(scale_rewards=cfg.scale_rewards, alpha=cfg.alpha, prefix_weight=cfg.prefix_weight,
                               weight_reasoning=cfg.weight_reasoning)

@@ -34,19 +34,8 @@ def main(cfg: SFTRunConfig, resume: bool = False) -> dict:
 
     out, ckpt = prepare_run(cfg, resume)
 
-    modes = modes_lib.ModeSet.from_dict(cfg.modes)
-    model, tok = load_model_and_tokenizer(cfg.model, cfg.bf16)
-    # New marker tokens need embedding rows; never shrink (Qwen3 pads its table past the vocabulary).
-    if cfg.add_marker_tokens and modes_lib.add_marker_tokens(tok, modes) and len(tok) > model.get_input_embeddings().num_embeddings:
-        model.resize_token_embeddings(len(tok))
-    modes_lib.marker_token_ids(tok, modes)  # fails loudly if a marker is not one token
-
-    items = read_split(cfg.data, "train")[: cfg.limit]
-    examples = build_examples(items, cfg.mix, tok, modes, cross_mode_share=cfg.cross_mode_share, seed=cfg.seed)
-    if not examples:
-        raise ValueError(f"{cfg.data}: mix {cfg.mix!r} selected no training examples")
-    print(f"[sft] {len(examples)} examples ({cfg.mix}) from {len(items)} items")
-
+    # The TRL config comes first: with DeepSpeed ZeRO-3 in it, from_pretrained then loads each weight
+    # straight into its shard (zero.Init) instead of a full copy per process.
     ours = dict(
         output_dir=str(out), learning_rate=cfg.learning_rate, num_train_epochs=cfg.num_train_epochs,
         max_steps=cfg.max_steps, per_device_train_batch_size=cfg.per_device_train_batch_size,
@@ -60,6 +49,20 @@ def main(cfg: SFTRunConfig, resume: bool = False) -> dict:
     )
     # trl_args may replace our defaults (report_to, ...); SFTRunConfig refused the rest
     args = SFTConfig(**{**ours, **cfg.trl_args})
+
+    modes = modes_lib.ModeSet.from_dict(cfg.modes)
+    model, tok = load_model_and_tokenizer(cfg.model, cfg.bf16)
+    # New marker tokens need embedding rows; never shrink (Qwen3 pads its table past the vocabulary).
+    if cfg.add_marker_tokens and modes_lib.add_marker_tokens(tok, modes) and len(tok) > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tok))
+    modes_lib.marker_token_ids(tok, modes)  # fails loudly if a marker is not one token
+
+    items = read_split(cfg.data, "train")[: cfg.limit]
+    examples = build_examples(items, cfg.mix, tok, modes, cross_mode_share=cfg.cross_mode_share, seed=cfg.seed)
+    if not examples:
+        raise ValueError(f"{cfg.data}: mix {cfg.mix!r} selected no training examples")
+    print(f"[sft] {len(examples)} examples ({cfg.mix}) from {len(items)} items")
+
     peft_config = cfg.lora.to_peft() if cfg.lora is not None else None
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples), processing_class=tok,
                          peft_config=peft_config, callbacks=[MarkCompleteCallback()])
