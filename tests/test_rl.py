@@ -160,6 +160,14 @@ def test_rl_trains_and_the_parameters_move(sft_model, bench_dir, tmp_path):
     assert all(torch.isfinite(v).all() for v in after.values())
 
 
+def test_lora_rl_trains_the_embedding_rows_the_loss_reads(sft_model, bench_dir, tmp_path):
+    """TRL scores tokens with ``lm_head.weight`` directly: that weight must be the trainable, tied copy."""
+    trainer = make_trainer(sft_model, bench_dir, tmp_path, **{"lora.r": 4})
+    head, emb = trainer.model.get_output_embeddings().weight, trainer.model.get_input_embeddings().weight
+    assert head.requires_grad and head is emb
+    assert any("lora_" in n for n, p in trainer.model.named_parameters() if p.requires_grad)
+
+
 def test_rl_kill_and_resume_gives_the_same_weights(sft_model, bench_dir, tmp_path):
     cfg_file = tmp_path / "rl.yaml"
     cfg_file.write_text("estimator: dual\n")

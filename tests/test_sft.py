@@ -156,3 +156,20 @@ def test_lora_sft_saves_a_merged_plain_model(bench_dir, tiny_dir, tmp_path):
     assert set(after) == set(before)  # merged: no adapter keys, loadable like any model
     proj = "model.layers.0.self_attn.q_proj.weight"
     assert not torch.equal(before[proj], after[proj])  # the LoRA update was merged in
+    # the markers are new tokens: their embedding rows (tied to the LM head) must train too
+    from transformers import AutoTokenizer
+
+    ids = list(modes_lib.marker_token_ids(AutoTokenizer.from_pretrained(tmp_path / "model"), modes_lib.DEFAULT_MODES))
+    emb = "model.embed_tokens.weight"
+    assert not torch.equal(before[emb][ids], after[emb][ids]) and "lm_head.weight" not in after
+
+
+def test_lora_without_embeddings_keeps_the_embedding_rows(bench_dir, tiny_dir, tmp_path):
+    from personadual.sft.train import main
+
+    before = load_file(tiny_dir / "model.safetensors")
+    main(load_config(SFTRunConfig, None, sft_overrides(tiny_dir, bench_dir, tmp_path, max_steps=2, learning_rate=1e-2)
+                     + ["lora.r=4", "lora.train_embeddings=false"]))
+    after = load_file(tmp_path / "model" / "model.safetensors")
+    emb = "model.embed_tokens.weight"
+    assert torch.equal(before[emb], after[emb][: before[emb].shape[0]])

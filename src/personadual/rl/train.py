@@ -71,7 +71,7 @@ def build_trainer(cfg: RLRunConfig, model=None, tok=None):
     items = read_split(cfg.data, "train")
     random.Random(cfg.seed).shuffle(items)
     rows = rows_for(items[: cfg.limit], tok)
-    peft_config = cfg.lora.to_peft() if cfg.lora is not None else None
+    peft_config = cfg.lora.to_peft(model) if cfg.lora is not None else None
     adv_cfg = AdvantageConfig(scale_rewards=cfg.scale_rewards, alpha=cfg.alpha, prefix_weight=cfg.prefix_weight,
                               weight_reasoning=cfg.weight_reasoning)
     return DualGRPOTrainer(

@@ -25,14 +25,34 @@ class LoraSpec:
     alpha: int = _help("LoRA alpha (scale = alpha / r)", 32)
     dropout: float = _help("LoRA dropout", 0.05)
     target_modules: list[str] | str = _help("modules to adapt ('all-linear' or a list)", "all-linear")
+    train_embeddings: bool = _help("also train the input and output embeddings in full, so the mode markers "
+                                   "(new tokens) can be learned; off = LoRA only, markers keep their initial rows", True)
 
-    def to_peft(self):
-        """The PEFT LoraConfig. Known gap: the marker tokens' embedding rows stay frozen under LoRA (PEFT's
-        trainable_token_indices breaks TRL 1.16's fused LM head on tied embeddings)."""
+    def to_peft(self, model=None):
+        """The PEFT LoraConfig (``model`` names its embedding modules; else Llama/Qwen's names).
+
+        Why full embeddings: a mode marker is a token the base model never produced, and choosing a mode
+        is the logit of its row in the LM head. Frozen rows leave LoRA to bend every hidden state toward
+        two random vectors: on the tiny recipe p(personalized) then stayed at ~0.33 on every condition
+        and auto never chose the personalized mode. PEFT's ``trainable_token_indices`` would train just
+        those rows, but TRL 1.16 scores tokens with ``lm_head.weight`` directly (its fused LM head), which
+        ignores that wrapper; ``modules_to_save`` copies are read there, and tied embeddings stay tied.
+        """
         from peft import LoraConfig
 
+        extra = {}
+        if self.train_embeddings:
+            names = embedding_module_names(model) if model is not None else ["embed_tokens", "lm_head"]
+            extra = {"modules_to_save": names, "ensure_weight_tying": True}
         return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
-                          target_modules=self.target_modules, task_type="CAUSAL_LM")
+                          target_modules=self.target_modules, task_type="CAUSAL_LM", **extra)
+
+
+def embedding_module_names(model) -> list[str]:
+    """Short names of the input and output embedding modules (``embed_tokens``, ``lm_head``; ``wte`` in GPT-2)."""
+    by_id = {id(m): name for name, m in model.named_modules()}
+    mods = [model.get_input_embeddings(), model.get_output_embeddings()]
+    return list(dict.fromkeys(by_id[id(m)].rsplit(".", 1)[-1] for m in mods if m is not None))
 
 
 @dataclass

@@ -63,7 +63,7 @@ def main(cfg: SFTRunConfig, resume: bool = False) -> dict:
         raise ValueError(f"{cfg.data}: mix {cfg.mix!r} selected no training examples")
     print(f"[sft] {len(examples)} examples ({cfg.mix}) from {len(items)} items")
 
-    peft_config = cfg.lora.to_peft() if cfg.lora is not None else None
+    peft_config = cfg.lora.to_peft(model) if cfg.lora is not None else None
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples), processing_class=tok,
                          peft_config=peft_config, callbacks=[MarkCompleteCallback()])
     if ckpt:
