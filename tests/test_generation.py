@@ -76,6 +76,25 @@ def test_bad_arguments_are_clear(engine, prompts):
         GenerationConfig(temperature=-1)
 
 
+def test_forced_runs_reuse_the_auto_runs_mode_probability(engine, bench_dir, monkeypatch):
+    from personadual.eval.modes import runs_by_mode
+
+    items = read_items(bench_dir / "val.jsonl")[:12]
+    cfg = GenerationConfig(max_new_tokens=24)
+    fresh = {m: [g.text for g in engine.generate([modes.render_prompt(engine.tokenizer, it.question, it.persona)
+                                                  for it in items], m, cfg)] for m in engine.modes.names}
+    calls = []
+    real = engine.mode_probs
+    monkeypatch.setattr(engine, "mode_probs", lambda *a, **k: calls.append(1) or real(*a, **k))
+    runs = runs_by_mode(engine, items, cfg)
+    assert len(calls) == 1  # one prefill for p(mode | x), not one per run
+    for m in engine.modes.names:
+        assert [p.text for p in runs[m]] == fresh[m]
+        assert [p.p_mode for p in runs[m]] == [p.p_mode for p in runs["auto"]]
+    with pytest.raises(ValueError, match="p_mode has 1 rows for 2 prompts"):
+        engine.generate(["a", "b"], "general", cfg, p_mode=[[0.5, 0.5]])
+
+
 def test_vllm_backend_missing_is_a_clear_error(sft_model):
     # vllm is a GPU-only extra: in the CPU set-up it is absent and the error must say how to get it
     try:

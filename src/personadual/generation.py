@@ -103,8 +103,12 @@ class Engine:
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], mode: str | Sequence[str] = AUTO,
-                 config: GenerationConfig | None = None) -> list[Generation]:
-        """Generate one completion per prompt. ``mode`` is one mode for all prompts, or one per prompt."""
+                 config: GenerationConfig | None = None, p_mode: Sequence[Sequence[float]] | None = None) -> list[Generation]:
+        """Generate one completion per prompt. ``mode`` is one mode for all prompts, or one per prompt.
+
+        ``p_mode``: p(mode | prompt) rows already computed for these prompts (it does not depend on a
+        forced marker, so an eval's forced runs reuse the auto run's); None = one prefill pass here.
+        """
         cfg = config or GenerationConfig()
         modes_per = [mode] * len(prompts) if isinstance(mode, str) else list(mode)
         if len(modes_per) != len(prompts):
@@ -114,7 +118,7 @@ class Engine:
                 self.modes.get(m)  # clear KeyError for an unknown mode
         if cfg.seed is not None:
             torch.manual_seed(cfg.seed)
-        p_mode = self.mode_probs(prompts, cfg.batch_size)
+        p_mode = self.mode_probs(prompts, cfg.batch_size) if p_mode is None else _check_rows(p_mode, len(prompts))
         prefixes = [modes_lib.forced_prefix(m, self.modes) for m in modes_per]
         inputs = [p + x for p, x in zip(prompts, prefixes)]
         # Sort by length so each batch pads little; results go back in the caller's order.
@@ -141,6 +145,13 @@ class Engine:
                        dict(zip(self.modes.names, p_mode[i].tolist())), modes_lib.parse(texts[i], self.modes), counts[i])
             for i in range(len(prompts))
         ]
+
+
+def _check_rows(p_mode, n: int) -> torch.Tensor:
+    rows = torch.as_tensor(p_mode, dtype=torch.float32)
+    if rows.shape[0] != n:
+        raise ValueError(f"p_mode has {rows.shape[0]} rows for {n} prompts")
+    return rows
 
 
 def _until_end(ids: list[int], end_ids: set[int]) -> list[int]:

@@ -47,7 +47,7 @@ class VLLMEngine:
         return out
 
     def generate(self, prompts: Sequence[str], mode: str | Sequence[str] = AUTO,
-                 config: GenerationConfig | None = None) -> list[Generation]:
+                 config: GenerationConfig | None = None, p_mode: Sequence[Sequence[float]] | None = None) -> list[Generation]:
         from vllm import SamplingParams
 
         cfg = config or GenerationConfig()
@@ -56,7 +56,7 @@ class VLLMEngine:
         params = SamplingParams(max_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
                                 stop=list(cfg.stop), include_stop_str_in_output=True, skip_special_tokens=False,
                                 seed=cfg.seed)
-        p_mode = self.mode_probs(prompts)
+        p_mode = self.mode_probs(prompts) if p_mode is None else [list(map(float, row)) for row in p_mode]
         results = self.llm.generate([p + x for p, x in zip(prompts, prefixes)], params, use_tqdm=False)
         gens = []
         for i, res in enumerate(results):

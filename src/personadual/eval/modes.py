@@ -16,11 +16,18 @@ from ..generation import Engine, GenerationConfig
 from .predict import Prediction, predict
 
 
-def runs_by_mode(engine: Engine, items: Sequence[Item], config: GenerationConfig | None = None) -> dict[str, list[Prediction]]:
-    """Auto-mode predictions plus one forced run per registered mode, aligned item by item."""
-    runs = {"auto": predict(engine, items, "auto", config)}
+def runs_by_mode(engine: Engine, items: Sequence[Item], config: GenerationConfig | None = None,
+                 drop_persona: bool = False) -> dict[str, list[Prediction]]:
+    """Auto-mode predictions plus one forced run per registered mode, aligned item by item.
+
+    p(mode | x) is read before any marker, so the forced runs reuse the auto run's instead of
+    prefilling every prompt again.
+    """
+    auto = predict(engine, items, "auto", config, drop_persona=drop_persona)
+    p_mode = [[p.p_mode[m] for m in engine.modes.names] for p in auto]
+    runs = {"auto": auto}
     for name in engine.modes.names:
-        runs[name] = predict(engine, items, name, config)
+        runs[name] = predict(engine, items, name, config, drop_persona=drop_persona, p_mode=p_mode)
     return runs
 
 

@@ -34,14 +34,16 @@ class Prediction:
 
 
 def predict(engine: Engine, items: Sequence[Item], mode: str = modes_lib.AUTO, config: GenerationConfig | None = None,
-            drop_persona: bool = False, persona_template: str = modes_lib.PAPER_PERSONA_TEMPLATE) -> list[Prediction]:
-    """Generate for every item (``drop_persona`` gives the no-persona upper bound) and score it."""
+            drop_persona: bool = False, persona_template: str = modes_lib.PAPER_PERSONA_TEMPLATE,
+            p_mode: Sequence[Sequence[float]] | None = None) -> list[Prediction]:
+    """Generate for every item (``drop_persona`` gives the no-persona upper bound) and score it.
+    ``p_mode``: p(mode | prompt) rows already known for these items (see Engine.generate)."""
     prompts = [
         modes_lib.render_prompt(engine.tokenizer, it.question, None if drop_persona else it.persona,
                                 persona_template=persona_template)
         for it in items
     ]
-    gens = engine.generate(prompts, mode, config)
+    gens = engine.generate(prompts, mode, config, p_mode=p_mode)
     return [
         Prediction(
             id=it.id, base_id=it.base_id, family=it.family, kind=it.kind, condition=it.condition, gold=it.gold,

@@ -10,6 +10,7 @@ from .. import modes as modes_lib
 from ..data.schema import read_split
 from ..generation import Engine, GenerationConfig
 from .metrics import compute_metrics
+from .modes import runs_by_mode
 from .predict import predict
 from .report import model_report
 
@@ -33,10 +34,10 @@ def evaluate(model_dir: str, data: str, out_dir: str, mode: str = modes_lib.AUTO
     items = read_split(data, "test")[:limit]
     engine = engine or Engine.load(model_dir)
     cfg = GenerationConfig(max_new_tokens=max_new_tokens, batch_size=batch_size)
-    runs = {"auto": predict(engine, items, mode, cfg, drop_persona=drop_persona)}
     if forced and mode == modes_lib.AUTO:
-        for m in engine.modes.names:
-            runs[m] = predict(engine, items, m, cfg, drop_persona=drop_persona)
+        runs = runs_by_mode(engine, items, cfg, drop_persona=drop_persona)
+    else:
+        runs = {"auto": predict(engine, items, mode, cfg, drop_persona=drop_persona)}
     metrics = compute_metrics(runs)
     metrics.update({"model": str(model_dir), "data": str(data), "requested_mode": mode, "drop_persona": drop_persona,
                     "name": name or Path(model_dir).parent.name})
