@@ -26,8 +26,10 @@ demo-full: $(STAMP)  # the demo with longer RL (about 17 minutes on 2 cores)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
-rl-compare: $(STAMP)  # after `make demo`: SFT start vs the three RL estimators, on val
-	scripts/rl_compare.sh runs/demo
+RUN ?= runs/demo
+SEEDS ?= 0
+rl-compare: $(STAMP)  # after `make demo`: SFT start vs the three RL estimators on val and test (SEEDS=0,1,2: more RL seeds)
+	$(BIN)/personadual rl-compare --out $(RUN) --seeds $(SEEDS)
 
 bench: $(STAMP)
 	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -34,6 +34,23 @@ def test_demo_runs_every_stage_then_resumes(tmp_path):
     assert {p: p.stat().st_mtime for p in out.glob("*/model/model.safetensors")} == before
     assert again["stage_seconds"] == summary["stage_seconds"]
 
+    # issue 4's side-by-side over RL seeds: seed 1 reruns each seed-0 RL config, then val and test evals
+    from personadual.rl_compare import rl_compare
+
+    result = rl_compare(out, seeds=(0, 1), eval_args=tuple(TOY["eval"]))
+    assert set(result) == {"val", "test"}
+    assert set(result["val"]) == {"sft_dual", "rl_dual", "rl_dual_paper", "rl_grpo"}
+    assert set(result["test"]["rl_grpo"]) == {0, 1} and set(result["test"]["sft_dual"]) == {0}
+    import yaml
+
+    cfg = yaml.safe_load((out / "seeds" / "rl_dual_s1" / "config.yaml").read_text())
+    assert cfg["seed"] == 1 and cfg["max_steps"] == 1 and cfg["estimator"] == "dual"  # the seed-0 run's settings
+    md = (out / "rl_compare.md").read_text()
+    assert "## val" in md and "## test" in md and "rl_dual's balanced accuracy: above sft_dual in" in md
+    stamp = (out / "seeds" / "rl_dual_s1" / "model" / "model.safetensors").stat().st_mtime
+    rl_compare(out, seeds=(0, 1), eval_args=tuple(TOY["eval"]))  # complete: nothing retrains
+    assert (out / "seeds" / "rl_dual_s1" / "model" / "model.safetensors").stat().st_mtime == stamp
+
 
 def test_demo_full_settings_layer_under_explicit_overrides():
     from personadual.demo import FULL_OVERRIDES, merge_overrides

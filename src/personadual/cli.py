@@ -205,6 +205,21 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="output directory"),
     run_demo(out, seed, recipes, jobs, full=full)
 
 
+@app.command("rl-compare")
+def rl_compare_cmd(out: Path = typer.Option(Path("runs/demo"), help="a finished demo's output directory"),
+                   seeds: str = typer.Option("0", help="RL seeds, comma-separated (0 = the demo's own RL models)"),
+                   jobs: int = typer.Option(2, help="parallel 1-thread jobs")):
+    """The SFT start and the three RL estimators on val and test, per RL seed (trains missing seeds)."""
+    from .rl_compare import rl_compare
+
+    try:
+        seed_list = tuple(int(x) for x in seeds.split(","))
+    except ValueError:
+        _fail(f"--seeds: expected comma-separated integers, got {seeds!r}")
+    rl_compare(out, seed_list, jobs)
+    typer.echo((out / "rl_compare.md").read_text())
+
+
 from .serve.commands import chat_command, serve_command  # noqa: E402  (heavy imports stay inside them)
 from .teach.commands import teach_command  # noqa: E402
 

@@ -1,0 +1,123 @@
+"""`personadual rl-compare` / `make rl-compare`: the SFT start and the three RL estimators side by side.
+
+Issue 4's print, over RL seeds. It starts from a finished demo: its data, its `sft_dual` model and
+its three RL models (seed 0). Each extra seed trains the three estimators again from `sft_dual` with
+the seed-0 run's own resolved config (so equal steps and settings by construction; the seed changes
+the prompt order and the rollouts, nothing upstream). Every model is then evaluated on val and test.
+One seed cannot separate estimators that differ by a point: a difference that holds in every seed
+is worth a sentence, one that flips sign is noise.
+
+Writes OUT/rl_compare.json (split -> model -> seed -> HAcc, balanced accuracy) and OUT/rl_compare.md.
+Trained models and evaluations are reused when complete, so a rerun only adds what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from statistics import mean
+
+from .checkpoint import is_complete
+from .demo import RL_VARIANTS, _cli, run_jobs
+
+SPLITS = ("val", "test")
+START = "sft_dual"
+
+
+def model_dir(out: Path, name: str, seed: int) -> Path:
+    """Seed 0 is the demo's own model; other seeds live under OUT/seeds/."""
+    return out / name / "model" if seed == 0 or name == START else out / "seeds" / f"{name}_s{seed}" / "model"
+
+
+def eval_dir(out: Path, name: str, seed: int, split: str) -> Path:
+    if seed == 0 or name == START:  # where the demo (test) and earlier comparisons (val) put them
+        return out / ("eval" if split == "test" else "eval_val") / name
+    return out / "seeds" / f"eval_{split}" / f"{name}_s{seed}"
+
+
+def rl_compare(out: str | Path = "runs/demo", seeds: tuple[int, ...] = (0,), jobs: int = 2,
+               eval_args: tuple[str, ...] = ()) -> dict:
+    """Train what is missing, evaluate what is missing, return and write the comparison."""
+    out = Path(out)
+    for name in (START, *(f"rl_{e}" for e in RL_VARIANTS)):
+        if not is_complete(out / name / "model"):
+            raise FileNotFoundError(f"{out / name / 'model'}: not a finished model; run `personadual demo --out {out}` first")
+
+    train = {}
+    for seed in seeds:
+        for e in RL_VARIANTS:
+            target = model_dir(out, f"rl_{e}", seed)
+            if seed != 0 and not is_complete(target):
+                resume = ["--resume"] if any(target.parent.glob("checkpoint-*")) else []
+                train[f"rl_{e}_s{seed}"] = _cli("rl", "--config", str(out / f"rl_{e}" / "config.yaml"), *resume,
+                                                f"seed={seed}", f"output_dir={target.parent}")
+    run_jobs(train, out / "logs", max(jobs, len(RL_VARIANTS)), "RL seeds")
+
+    evals = {}
+    for split in SPLITS:
+        for seed in seeds:
+            for name in (START, *(f"rl_{e}" for e in RL_VARIANTS)):
+                target = eval_dir(out, name, seed, split)
+                if not (target / "metrics.json").exists():
+                    evals[f"eval_{split}_{name}_s{seed}"] = _cli(
+                        "eval", "--model", str(model_dir(out, name, seed)), "--data", str(out / "data" / f"{split}.jsonl"),
+                        "--out", str(target), "--name", name, "--threads", "1", *eval_args)
+    run_jobs(evals, out / "logs", jobs, "evaluation")
+
+    result = {split: {name: {seed: _scores(eval_dir(out, name, seed, split)) for seed in (seeds if name != START else (0,))}
+                      for name in (START, *(f"rl_{e}" for e in RL_VARIANTS))} for split in SPLITS}
+    (out / "rl_compare.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "rl_compare.md").write_text(markdown(result, seeds))
+    return result
+
+
+def _scores(run: Path) -> dict:
+    m = json.loads((run / "metrics.json").read_text())
+    return {"hacc": m.get("hacc"), "balanced_acc": m.get("balanced_acc")}
+
+
+def markdown(result: dict, seeds) -> str:
+    """Per split: each model's HAcc and balanced accuracy per seed and their mean; then how often the
+    `dual` estimator beat its SFT start and each rival, seed by seed."""
+    lines = [f"# Stage 2 side by side: the SFT start and three estimators, RL seeds {', '.join(map(str, seeds))}", "",
+             "Equal steps and settings (each seed reruns the seed-0 run's config). HAcc and balanced accuracy in %; "
+             "per-seed values, then the mean.", ""]
+    for split, models in result.items():
+        lines += [f"## {split}", "", "| model | HAcc per seed | HAcc mean | balanced per seed | balanced mean |",
+                  "|---|---|---|---|---|"]
+        for name, by_seed in models.items():
+            h = [s["hacc"] for s in by_seed.values()]
+            b = [s["balanced_acc"] for s in by_seed.values()]
+            lines.append(f"| {name} | {_row(h)} | {_pct(_mean(h))} | {_row(b)} | {_pct(_mean(b))} |")
+        dual, start = models["rl_dual"], models[START][0]
+        lines.append("")
+        for key, label in (("balanced_acc", "balanced accuracy"), ("hacc", "HAcc")):
+            wins = [f"above {START} in {_count(dual, lambda seed: _above(dual[seed][key], start[key], strict=True))}"]
+            wins += [f"at least {r} in {_count(dual, lambda seed: _above(dual[seed][key], models[r][seed][key]))}"
+                     for r in ("rl_dual_paper", "rl_grpo")]
+            lines.append(f"- rl_dual's {label}: " + "; ".join(wins) + ".")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _above(a, b, strict: bool = False) -> bool:
+    if a is None or b is None:
+        return False
+    return a > b if strict else a >= b
+
+
+def _count(by_seed: dict, holds) -> str:
+    return f"{sum(bool(holds(seed)) for seed in by_seed)} of {len(by_seed)} seeds"
+
+
+def _mean(xs):
+    xs = [x for x in xs if x is not None]
+    return mean(xs) if xs else None
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def _row(xs) -> str:
+    return " / ".join(_pct(x) for x in xs)
