@@ -88,6 +88,9 @@ def test_trl_args_are_checked_against_trl_sft_config(tmp_path):
         load_config(SFTRunConfig, None, base + ["trl_args.completion_only_loss=false"])
     with pytest.raises(ConfigError, match="trl_args.max_length: a personadual field of its own"):
         load_config(SFTRunConfig, None, base + ["trl_args.max_length=64"])
+    with pytest.raises(ConfigError, match="trl_args: expected a mapping of SFTConfig fields, got list"):
+        load_config(SFTRunConfig, None, base + ["trl_args=[packing]"])
+    assert load_config(SFTRunConfig, None, base + ["trl_args=null"]).trl_args == {}
 
 
 def test_sft_trains_and_saves_resolved_config(sft_model):

@@ -111,6 +111,8 @@ def check_passthrough(target: type, extra: dict, own_fields, protected: dict | N
     trainer), must not duplicate one of our own fields (one place per setting), and must not be one
     personadual fixes (``protected``: key -> why, e.g. SFT's completion-only loss).
     """
+    if not isinstance(extra, dict):
+        raise ConfigError(f"{where}: expected a mapping of {target.__name__} fields, got {type(extra).__name__}")
     known = {f.name for f in dataclasses.fields(target)}
     for key in extra:
         if key not in known:

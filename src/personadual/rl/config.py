@@ -97,6 +97,7 @@ class RLRunConfig:
             raise ValueError(f"scale_rewards: expected 'group' or 'none', got {self.scale_rewards!r}")
         if self.vllm_mode not in ("colocate", "server"):
             raise ValueError(f"vllm_mode: expected 'colocate' or 'server', got {self.vllm_mode!r}")
+        self.trl_args = {} if self.trl_args is None else self.trl_args
         if self.trl_args:
             from trl import GRPOConfig
 

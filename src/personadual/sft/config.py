@@ -16,7 +16,7 @@ def _help(text: str, default=None, factory=None):
 
 # SFTConfig fields the stage sets itself and trl_args may not change
 SFT_FIXED = {"completion_only_loss": "the loss is on completions only (prompts are context)",
-             "warmup_steps": "from warmup_ratio", "output_dir": "from output_dir"}
+             "warmup_steps": "from warmup_ratio"}
 
 
 @dataclass
@@ -103,6 +103,7 @@ class SFTRunConfig:
             raise ValueError("cross_mode_share must be in [0, 1]")
         if self.save_steps < 1:
             raise ValueError("save_steps must be >= 1")
+        self.trl_args = {} if self.trl_args is None else self.trl_args
         if self.trl_args:
             from trl import SFTConfig
 
