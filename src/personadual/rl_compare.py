@@ -9,6 +9,7 @@ is worth a sentence, one that flips sign is noise.
 
 Writes OUT/rl_compare.json (split -> model -> seed -> HAcc, balanced accuracy) and OUT/rl_compare.md.
 Trained models and evaluations are reused when complete, so a rerun only adds what is missing.
+Run it from the directory the demo ran in: the saved RL configs hold paths relative to it.
 """
 
 from __future__ import annotations
