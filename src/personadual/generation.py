@@ -118,7 +118,7 @@ class Engine:
                 self.modes.get(m)  # clear KeyError for an unknown mode
         if cfg.seed is not None:
             torch.manual_seed(cfg.seed)
-        p_mode = self.mode_probs(prompts, cfg.batch_size) if p_mode is None else _check_rows(p_mode, len(prompts))
+        p_mode = self.mode_probs(prompts, cfg.batch_size) if p_mode is None else check_mode_rows(p_mode, len(prompts))
         prefixes = [modes_lib.forced_prefix(m, self.modes) for m in modes_per]
         inputs = [p + x for p, x in zip(prompts, prefixes)]
         # Sort by length so each batch pads little; results go back in the caller's order.
@@ -147,7 +147,8 @@ class Engine:
         ]
 
 
-def _check_rows(p_mode, n: int) -> torch.Tensor:
+def check_mode_rows(p_mode, n: int) -> torch.Tensor:
+    """Precomputed p(mode | prompt) rows as a tensor, one per prompt (both engines accept them)."""
     rows = torch.as_tensor(p_mode, dtype=torch.float32)
     if rows.shape[0] != n:
         raise ValueError(f"p_mode has {rows.shape[0]} rows for {n} prompts")

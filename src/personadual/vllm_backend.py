@@ -10,7 +10,7 @@ import math
 from typing import Sequence
 
 from . import modes as modes_lib
-from .generation import Generation, GenerationConfig
+from .generation import Generation, GenerationConfig, check_mode_rows
 from .modes import AUTO, ModeSet
 
 
@@ -56,7 +56,7 @@ class VLLMEngine:
         params = SamplingParams(max_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
                                 stop=list(cfg.stop), include_stop_str_in_output=True, skip_special_tokens=False,
                                 seed=cfg.seed)
-        p_mode = self.mode_probs(prompts) if p_mode is None else [list(map(float, row)) for row in p_mode]
+        p_mode = self.mode_probs(prompts) if p_mode is None else check_mode_rows(p_mode, len(prompts)).tolist()
         results = self.llm.generate([p + x for p, x in zip(prompts, prefixes)], params, use_tqdm=False)
         gens = []
         for i, res in enumerate(results):
