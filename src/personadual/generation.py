@@ -149,7 +149,7 @@ class Engine:
 
 def check_mode_rows(p_mode, n: int) -> torch.Tensor:
     """Precomputed p(mode | prompt) rows as a tensor, one per prompt (both engines accept them)."""
-    rows = torch.as_tensor(p_mode, dtype=torch.float32)
+    rows = torch.as_tensor(p_mode, dtype=torch.float64)  # float32 values (HF) and vLLM's float64 both exact
     if rows.shape[0] != n:
         raise ValueError(f"p_mode has {rows.shape[0]} rows for {n} prompts")
     return rows
