@@ -54,19 +54,21 @@ def rl_compare(out: str | Path = "runs/demo", seeds: tuple[int, ...] = (0,), job
                                                 f"seed={seed}", f"output_dir={target.parent}")
     run_jobs(train, out / "logs", max(jobs, len(RL_VARIANTS)), "RL seeds")
 
+    runs = [(name, seed) for name in (START, *(f"rl_{e}" for e in RL_VARIANTS)) for seed in (seeds if name != START else (0,))]
     evals = {}
     for split in SPLITS:
-        for seed in seeds:
-            for name in (START, *(f"rl_{e}" for e in RL_VARIANTS)):
-                target = eval_dir(out, name, seed, split)
-                if not (target / "metrics.json").exists():
-                    evals[f"eval_{split}_{name}_s{seed}"] = _cli(
-                        "eval", "--model", str(model_dir(out, name, seed)), "--data", str(out / "data" / f"{split}.jsonl"),
-                        "--out", str(target), "--name", name, "--threads", "1", *eval_args)
+        for name, seed in runs:
+            target = eval_dir(out, name, seed, split)
+            if not (target / "metrics.json").exists():
+                evals[f"eval_{split}_{name}_s{seed}"] = _cli(
+                    "eval", "--model", str(model_dir(out, name, seed)), "--data", str(out / "data" / f"{split}.jsonl"),
+                    "--out", str(target), "--name", name, "--threads", "1", *eval_args)
     run_jobs(evals, out / "logs", jobs, "evaluation")
 
-    result = {split: {name: {seed: _scores(eval_dir(out, name, seed, split)) for seed in (seeds if name != START else (0,))}
-                      for name in (START, *(f"rl_{e}" for e in RL_VARIANTS))} for split in SPLITS}
+    result = {split: {} for split in SPLITS}
+    for split in SPLITS:
+        for name, seed in runs:
+            result[split].setdefault(name, {})[seed] = _scores(eval_dir(out, name, seed, split))
     (out / "rl_compare.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "rl_compare.md").write_text(markdown(result, seeds))
     return result
