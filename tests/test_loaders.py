@@ -216,3 +216,17 @@ def test_shuffle_samples_rows_deterministically(load):
     picked = [it.id for it in load("flan", "flan.jsonl", shuffle=True, limit=2, seed=5)]
     assert picked == [it.id for it in load("flan", "flan.jsonl", shuffle=True, limit=2, seed=5)]
     assert set(picked) <= {"flan-000000", "flan-000001", "flan-000004"}  # ids keep the file row
+
+
+def test_cli_passes_the_hub_config(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    import personadual.data.loaders as loaders
+    from personadual.cli import app
+
+    seen = {}
+    monkeypatch.setattr(loaders, "load_source", lambda source, path, **kw: seen.update(source=source, **kw) or [])
+    r = CliRunner().invoke(app, ["data", "load", "mmlu", "--out", str(tmp_path / "o.jsonl"), "--hf-name", "cais/mmlu",
+                                 "--hf-config", "all", "--split", "test"])
+    assert r.exit_code == 0, r.output
+    assert (seen["source"], seen["hf_name"], seen["hf_config"], seen["split"]) == ("mmlu", "cais/mmlu", "all", "test")

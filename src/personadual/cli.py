@@ -64,6 +64,7 @@ def data_load(source: str = typer.Argument(..., help="mmlu | flan | ultramedical
               out: Path = typer.Option(..., help="output JSONL"),
               path: Optional[Path] = typer.Option(None, "--in", help="local file in the source's own format"),
               hf_name: Optional[str] = typer.Option(None, help="hub dataset id (needs network access)"),
+              hf_config: Optional[str] = typer.Option(None, help="hub config name (e.g. 'all' for cais/mmlu)"),
               split: str = typer.Option("train"), limit: Optional[int] = typer.Option(None),
               seed: int = typer.Option(0),
               personas: Optional[Path] = typer.Option(None, help="PersonaHub file: give objective items personas")):
@@ -74,7 +75,7 @@ def data_load(source: str = typer.Argument(..., help="mmlu | flan | ultramedical
     try:
         persona_list = load_personas(str(personas)) if personas else None
         items = load_source(source, str(path) if path else None, hf_name=hf_name, split=split, limit=limit,
-                            seed=seed, personas=persona_list)
+                            seed=seed, personas=persona_list, **({"hf_config": hf_config} if hf_config else {}))
     except DataError as e:
         _fail(str(e))
     except ValueError as e:
