@@ -20,6 +20,7 @@ from statistics import mean
 
 from .checkpoint import is_complete
 from .demo import RL_VARIANTS, _cli, run_jobs
+from .eval.report import _pct, load_run
 
 SPLITS = ("val", "test")
 START = "sft_dual"
@@ -75,7 +76,7 @@ def rl_compare(out: str | Path = "runs/demo", seeds: tuple[int, ...] = (0,), job
 
 
 def _scores(run: Path) -> dict:
-    m = json.loads((run / "metrics.json").read_text())
+    m = load_run(run)
     return {"hacc": m.get("hacc"), "balanced_acc": m.get("balanced_acc")}
 
 
@@ -116,10 +117,6 @@ def _count(by_seed: dict, holds) -> str:
 def _mean(xs):
     xs = [x for x in xs if x is not None]
     return mean(xs) if xs else None
-
-
-def _pct(x) -> str:
-    return "-" if x is None else f"{100 * x:.1f}"
 
 
 def _row(xs) -> str:

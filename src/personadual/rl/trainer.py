@@ -92,13 +92,16 @@ class DualGRPOTrainer(GRPOTrainer):
         """p(mode | prompt) under the current (= rollout) policy, over the marker tokens only. (B, M)
 
         One prefill per distinct prompt (not per rollout): the G copies of a prompt share it."""
-        unique = list(dict.fromkeys(digests))  # distinct prompts, in order of first appearance
-        rows = torch.tensor([digests.index(d) for d in unique], device=prompt_ids_BT.device)
+        first: dict = {}  # digest -> row of its first copy, in order of first appearance
+        for i, d in enumerate(digests):
+            first.setdefault(d, i)
+        rows = torch.tensor(list(first.values()), device=prompt_ids_BT.device)
         # Same call as generation's first step (no explicit position ids), so p is the sampling policy's.
         logits_UV = self.model(input_ids=prompt_ids_BT[rows], attention_mask=prompt_mask_BT[rows],
                                logits_to_keep=1).logits[:, -1, :]
         probs_UM = torch.softmax(logits_UV[:, self.marker_ids].float(), dim=-1)
-        return probs_UM[torch.tensor([unique.index(d) for d in digests], device=probs_UM.device)]
+        slot = {d: k for k, d in enumerate(first)}
+        return probs_UM[torch.tensor([slot[d] for d in digests], device=probs_UM.device)]
 
     def _generate_and_score_completions(self, inputs):
         mode = "train" if self.model.training else "eval"
