@@ -52,6 +52,28 @@ def test_demo_runs_every_stage_then_resumes(tmp_path):
     rl_compare(out, seeds=(0, 1), eval_args=tuple(TOY["eval"]))  # complete: nothing retrains
     assert (out / "seeds" / "rl_dual_s1" / "model" / "model.safetensors").stat().st_mtime == stamp
 
+    # a sweep: one estimator, a changed setting, its own folder; the demo's models are not touched
+    demo_model = (out / "rl_dual" / "model" / "model.safetensors").stat().st_mtime
+    sweep = rl_compare(out, seeds=(0,), eval_args=tuple(TOY["eval"]), overrides=("temperature=0.5",), tag="t05",
+                       estimators=("dual",))
+    assert set(sweep["test"]) == {"sft_dual", "rl_dual"}
+    cfg = yaml.safe_load((out / "sweeps" / "t05" / "rl_dual_s0" / "config.yaml").read_text())
+    assert cfg["temperature"] == 0.5 and cfg["seed"] == 0 and cfg["max_steps"] == 1
+    assert (out / "rl_dual" / "model" / "model.safetensors").stat().st_mtime == demo_model
+    md = (out / "sweeps" / "t05" / "rl_compare.md").read_text()
+    assert "`temperature=0.5`" in md and "rl_dual_paper" not in md
+    import pytest
+
+    from personadual.config import ConfigError
+
+    with pytest.raises(ValueError, match="--tag"):
+        rl_compare(out, overrides=("temperature=0.5",))
+    with pytest.raises(ConfigError, match="temprature"):
+        rl_compare(out, overrides=("temprature=0.5",), tag="typo")
+    with pytest.raises(ValueError, match="choose from"):
+        rl_compare(out, tag="x", estimators=("ppo",))
+    assert not (out / "sweeps" / "typo").exists() and not (out / "sweeps" / "x").exists()
+
 
 def test_demo_full_settings_layer_under_explicit_overrides():
     from personadual.demo import FULL_OVERRIDES, merge_overrides
@@ -59,3 +81,27 @@ def test_demo_full_settings_layer_under_explicit_overrides():
     merged = merge_overrides(FULL_OVERRIDES, {"rl": ["max_steps=2"], "sft": ["max_steps=3"]})
     assert merged["rl"][-1] == "max_steps=2" and "max_steps=100" in merged["rl"] and merged["sft"] == ["max_steps=3"]
     assert merge_overrides({}, {}) == {}
+
+
+def test_rl_compare_cli_passes_the_sweep_and_reports_bad_flags(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import personadual.rl_compare as rc
+    from personadual.cli import app
+
+    seen = {}
+
+    def fake(out, seeds, jobs, overrides=(), tag=None, estimators=()):
+        seen.update(seeds=seeds, overrides=overrides, tag=tag, estimators=estimators)
+        (out / "sweeps" / tag).mkdir(parents=True)
+        (out / "sweeps" / tag / "rl_compare.md").write_text("# sweep\n")
+
+    monkeypatch.setattr(rc, "rl_compare", fake)
+    args = ["rl-compare", "--out", str(tmp_path), "--seeds", "0,1", "--set", "temperature=0.5", "--set", "alpha=16",
+            "--tag", "t05", "--estimators", "dual,grpo"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert seen == {"seeds": (0, 1), "overrides": ("temperature=0.5", "alpha=16"), "tag": "t05", "estimators": ("dual", "grpo")}
+    assert "# sweep" in r.output
+    r = CliRunner().invoke(app, ["rl-compare", "--out", str(tmp_path), "--set", "temperature", "--tag", "t"])
+    assert r.exit_code == 2 and "--set 'temperature': expected key=value" in r.output

@@ -209,16 +209,26 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="output directory"),
 @app.command("rl-compare")
 def rl_compare_cmd(out: Path = typer.Option(Path("runs/demo"), help="a finished demo's output directory"),
                    seeds: str = typer.Option("0", help="RL seeds, comma-separated (0 = the demo's own RL models)"),
-                   jobs: int = typer.Option(2, help="parallel 1-thread jobs")):
-    """The SFT start and the three RL estimators on val and test, per RL seed (trains missing seeds)."""
+                   jobs: int = typer.Option(2, help="parallel 1-thread jobs"),
+                   set_: list[str] = typer.Option([], "--set", help="an RL setting to sweep, key=value (repeatable; needs --tag)"),
+                   tag: str = typer.Option(None, help="the sweep's name: its models and report go to OUT/sweeps/TAG"),
+                   estimators: str = typer.Option("dual,dual_paper,grpo", help="which RL estimators to train and compare")):
+    """The SFT start and the RL estimators on val and test, per RL seed (trains missing seeds)."""
     from .rl_compare import rl_compare
 
     try:
         seed_list = tuple(int(x) for x in seeds.split(","))
     except ValueError:
         _fail(f"--seeds: expected comma-separated integers, got {seeds!r}")
-    rl_compare(out, seed_list, jobs)
-    typer.echo((out / "rl_compare.md").read_text())
+    bad = [s for s in set_ if "=" not in s]
+    if bad:
+        _fail(f"--set {bad[0]!r}: expected key=value (an RL config field, e.g. temperature=0.5)")
+    try:
+        rl_compare(out, seed_list, jobs, overrides=tuple(set_), tag=tag,
+                   estimators=tuple(e.strip() for e in estimators.split(",") if e.strip()))
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    typer.echo(((out if tag is None else out / "sweeps" / tag) / "rl_compare.md").read_text())
 
 
 from .serve.commands import chat_command, serve_command  # noqa: E402  (heavy imports stay inside them)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .eval.metrics import paired_balanced_diff
-from .eval.report import comparison_table, load_correct
+from .eval.report import CELL_ORACLE, comparison_table, load_correct
 
 BASELINES = ("sft_general_only", "sft_personalized_only", "sft_persona_prompted")
 RIVALS = ("rl_dual_paper", "rl_grpo", "sft_dual")  # what rl_dual is compared with, item by item
@@ -51,8 +51,8 @@ def claims(metrics: dict[str, dict], diffs: dict[str, dict] | None = None) -> li
     h = metrics[d].get("hacc") or 0.0
     oracle = metrics[d].get("hacc_cell_oracle")
     out.append((h >= 0.9, f"HAcc of DualGRPO (it picks the mode that is right, where the modes disagree): "
-                f"{100 * h:.1f}% (goal >= 90)" + (f"; the best fixed mode per task family and persona condition, "
-                f"chosen with hindsight on these items, would score {100 * oracle:.1f}%" if oracle is not None else "")
+                f"{100 * h:.1f}% (goal >= 90)" + (f"; {CELL_ORACLE} on these items, "
+                f"would score {100 * oracle:.1f}%" if oracle is not None else "")
                 + "."))
     return out
 

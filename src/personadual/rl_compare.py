@@ -10,6 +10,10 @@ is worth a sentence, one that flips sign is noise.
 Writes OUT/rl_compare.json (split -> model -> seed -> HAcc, balanced accuracy) and OUT/rl_compare.md.
 Trained models and evaluations are reused when complete, so a rerun only adds what is missing.
 Run it from the directory the demo ran in: the saved RL configs hold paths relative to it.
+
+A sweep (`--set key=value ... --tag NAME`) asks the same question of a changed RL setting: every seed,
+0 included, trains again with the overrides under OUT/sweeps/NAME/, against the same SFT start, and
+the comparison is written there. `--estimators dual` trains only that estimator (rivals are then absent).
 """
 
 from __future__ import annotations
@@ -26,52 +30,80 @@ SPLITS = ("val", "test")
 START = "sft_dual"
 
 
-def model_dir(out: Path, name: str, seed: int) -> Path:
-    """Seed 0 is the demo's own model; other seeds live under OUT/seeds/."""
-    return out / name / "model" if seed == 0 or name == START else out / "seeds" / f"{name}_s{seed}" / "model"
+def model_dir(out: Path, name: str, seed: int, tag: str | None = None) -> Path:
+    """Seed 0 is the demo's own model; other seeds live under OUT/seeds/, a sweep's under OUT/sweeps/TAG/."""
+    if name == START or (seed == 0 and tag is None):
+        return out / name / "model"
+    return _home(out, tag) / f"{name}_s{seed}" / "model"
 
 
-def eval_dir(out: Path, name: str, seed: int, split: str) -> Path:
-    if seed == 0 or name == START:  # where the demo (test) and earlier comparisons (val) put them
+def eval_dir(out: Path, name: str, seed: int, split: str, tag: str | None = None) -> Path:
+    if name == START or (seed == 0 and tag is None):  # where the demo (test) and earlier comparisons (val) put them
         return out / ("eval" if split == "test" else "eval_val") / name
-    return out / "seeds" / f"eval_{split}" / f"{name}_s{seed}"
+    return _home(out, tag) / f"eval_{split}" / f"{name}_s{seed}"
+
+
+def _home(out: Path, tag: str | None) -> Path:
+    return out / "seeds" if tag is None else out / "sweeps" / tag
 
 
 def rl_compare(out: str | Path = "runs/demo", seeds: tuple[int, ...] = (0,), jobs: int = 2,
-               eval_args: tuple[str, ...] = ()) -> dict:
-    """Train what is missing, evaluate what is missing, return and write the comparison."""
+               eval_args: tuple[str, ...] = (), overrides: tuple[str, ...] = (), tag: str | None = None,
+               estimators: tuple[str, ...] = RL_VARIANTS) -> dict:
+    """Train what is missing, evaluate what is missing, return and write the comparison.
+
+    ``overrides`` (``key=value``, as after `personadual rl`) need a ``tag``: they change what the
+    models are, so they never share a folder with the demo's own."""
     out = Path(out)
-    for name in (START, *(f"rl_{e}" for e in RL_VARIANTS)):
+    if overrides and not tag:
+        raise ValueError("rl-compare: --set changes the RL settings; name the sweep with --tag")
+    if tag is not None and (not tag or "/" in tag or tag.startswith(".")):
+        raise ValueError(f"rl-compare: --tag {tag!r} must be a plain folder name")
+    unknown = [e for e in estimators if e not in RL_VARIANTS]
+    if unknown or not estimators:
+        raise ValueError(f"rl-compare: --estimators {','.join(estimators)!r}: choose from {', '.join(RL_VARIANTS)}")
+    for name in (START, *(f"rl_{e}" for e in estimators)):
         if not is_complete(out / name / "model"):
             raise FileNotFoundError(f"{out / name / 'model'}: not a finished model; run `personadual demo --out {out}` first")
+    if overrides:  # a typo fails here, naming the key, not in a training job's log
+        from .config import ConfigError, load_config
+        from .rl.config import RLRunConfig
+
+        for e in estimators:
+            try:
+                load_config(RLRunConfig, out / f"rl_{e}" / "config.yaml", list(overrides))
+            except ConfigError as err:
+                raise ConfigError(f"rl-compare --set {' '.join(overrides)}: {err}") from err
+    home = out if tag is None else _home(out, tag)
+    models = (START, *(f"rl_{e}" for e in estimators))
 
     train = {}
     for seed in seeds:
-        for e in RL_VARIANTS:
-            target = model_dir(out, f"rl_{e}", seed)
-            if seed != 0 and not is_complete(target):
+        for e in estimators:
+            target = model_dir(out, f"rl_{e}", seed, tag)
+            if target != out / f"rl_{e}" / "model" and not is_complete(target):
                 resume = ["--resume"] if any(target.parent.glob("checkpoint-*")) else []
                 train[f"rl_{e}_s{seed}"] = _cli("rl", "--config", str(out / f"rl_{e}" / "config.yaml"), *resume,
-                                                f"seed={seed}", f"output_dir={target.parent}")
-    run_jobs(train, out / "logs", max(jobs, len(RL_VARIANTS)), "RL seeds")
+                                                f"seed={seed}", f"output_dir={target.parent}", *overrides)
+    run_jobs(train, home / "logs", max(jobs, len(estimators)), "RL seeds")
 
-    runs = [(name, seed) for name in (START, *(f"rl_{e}" for e in RL_VARIANTS)) for seed in (seeds if name != START else (0,))]
+    runs = [(name, seed) for name in models for seed in (seeds if name != START else (0,))]
     evals = {}
     for split in SPLITS:
         for name, seed in runs:
-            target = eval_dir(out, name, seed, split)
+            target = eval_dir(out, name, seed, split, tag)
             if not (target / "metrics.json").exists():
                 evals[f"eval_{split}_{name}_s{seed}"] = _cli(
-                    "eval", "--model", str(model_dir(out, name, seed)), "--data", str(out / "data" / f"{split}.jsonl"),
+                    "eval", "--model", str(model_dir(out, name, seed, tag)), "--data", str(out / "data" / f"{split}.jsonl"),
                     "--out", str(target), "--name", name, "--threads", "1", *eval_args)
-    run_jobs(evals, out / "logs", jobs, "evaluation")
+    run_jobs(evals, home / "logs", jobs, "evaluation")
 
     result = {split: {} for split in SPLITS}
     for split in SPLITS:
         for name, seed in runs:
-            result[split].setdefault(name, {})[seed] = _scores(eval_dir(out, name, seed, split))
-    (out / "rl_compare.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "rl_compare.md").write_text(markdown(result, seeds))
+            result[split].setdefault(name, {})[seed] = _scores(eval_dir(out, name, seed, split, tag))
+    (home / "rl_compare.json").write_text(json.dumps(result, indent=2) + "\n")
+    (home / "rl_compare.md").write_text(markdown(result, seeds, overrides))
     return result
 
 
@@ -80,11 +112,13 @@ def _scores(run: Path) -> dict:
     return {"hacc": m.get("hacc"), "balanced_acc": m.get("balanced_acc")}
 
 
-def markdown(result: dict, seeds) -> str:
+def markdown(result: dict, seeds, overrides: tuple[str, ...] = ()) -> str:
     """Per split: each model's HAcc and balanced accuracy per seed and their mean; then how often the
-    `dual` estimator beat its SFT start and each rival, seed by seed."""
-    lines = [f"# Stage 2 side by side: the SFT start and three estimators, RL seeds {', '.join(map(str, seeds))}", "",
-             "Equal steps and settings (each seed reruns the seed-0 run's config). HAcc and balanced accuracy in %; "
+    `dual` estimator beat its SFT start and each rival present, seed by seed."""
+    setting = (f"the demo's settings with {', '.join(f'`{o}`' for o in overrides)}" if overrides
+               else "each seed reruns the seed-0 run's config")
+    lines = [f"# Stage 2 side by side: the SFT start and the RL estimators, RL seeds {', '.join(map(str, seeds))}", "",
+             f"Equal steps and settings ({setting}). HAcc and balanced accuracy in %; "
              "per-seed values, then the mean.", ""]
     for split, models in result.items():
         lines += [f"## {split}", "", "| model | HAcc per seed | HAcc mean | balanced per seed | balanced mean |",
@@ -93,13 +127,14 @@ def markdown(result: dict, seeds) -> str:
             h = [s["hacc"] for s in by_seed.values()]
             b = [s["balanced_acc"] for s in by_seed.values()]
             lines.append(f"| {name} | {_row(h)} | {_pct(_mean(h))} | {_row(b)} | {_pct(_mean(b))} |")
-        dual, start = models["rl_dual"], models[START][0]
+        lead = "rl_dual" if "rl_dual" in models else next(m for m in models if m != START)
+        dual, start = models[lead], models[START][0]
         lines.append("")
         for key, label in (("balanced_acc", "balanced accuracy"), ("hacc", "HAcc")):
             wins = [f"above {START} in {_count(dual, lambda seed: _above(dual[seed][key], start[key], strict=True))}"]
             wins += [f"at least {r} in {_count(dual, lambda seed: _above(dual[seed][key], models[r][seed][key]))}"
-                     for r in ("rl_dual_paper", "rl_grpo")]
-            lines.append(f"- rl_dual's {label}: " + "; ".join(wins) + ".")
+                     for r in models if r not in (START, lead)]
+            lines.append(f"- {lead}'s {label}: " + "; ".join(wins) + ".")
         lines.append("")
     return "\n".join(lines)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from ..data.schema import OBJECTIVE_CONDITIONS
 
 CONDS = [c for c in OBJECTIVE_CONDITIONS]
+CELL_ORACLE = "the best fixed mode per task family and persona condition, chosen with hindsight"  # hacc_cell_oracle
 
 
 def _pct(x) -> str:
@@ -37,8 +38,7 @@ def model_report(m: dict) -> str:
     if m.get("hacc") is not None:
         lines.append(f"- HAcc (auto picks the mode that is right, on the {m['decisive']} items where the modes "
                      f"disagree): {_pct(m['hacc'])}%"
-                     + (f"; the best fixed mode per task family and persona condition, chosen with hindsight: "
-                        f"{_pct(m['hacc_cell_oracle'])}%" if m.get("hacc_cell_oracle") is not None else ""))
+                     + (f"; {CELL_ORACLE}: {_pct(m['hacc_cell_oracle'])}%" if m.get("hacc_cell_oracle") is not None else ""))
     if m.get("calibration"):
         cal = m["calibration"]
         lines.append(f"- p(personalized | x) as a predictor of 'personalized is the better mode': ECE {cal['ece']}, "
