@@ -103,3 +103,33 @@ def test_paired_balanced_diff_is_the_difference_of_balanced_accuracies():
     hand = paired_balanced_diff({"x": ("none", True), "y": ("none", False), "z": ("personalized", True)},
                                 {"x": ("none", False), "y": ("none", False), "z": ("personalized", True)})
     assert hand["mean"] == 0.25
+
+
+def test_scan_errors_tells_an_early_yes_from_a_late_one(tmp_path, capsys):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("scan_errors", Path(__file__).parents[1] / "scripts" / "scan_errors.py")
+    se = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(se)
+    rows = [  # gold C in each; only general-mode rows of scan families count
+        ("general", "arith", True, "[General_mode]\n3 + 6 = 9 . A 7 no . B 8 no . C 9 yes . so C ."),
+        ("general", "arith", False, "[General_mode]\n3 + 6 = 9 . A 7 no . B 8 yes . so B ."),
+        ("general", "convert", False, "[General_mode]\nA 7000 no . B 9000 no . C 8000 no . D 80000 yes . so D ."),
+        ("general", "lookup", False, "[General_mode]\nfind Bern . A Oslo no . B Hanoi no . C Bern no ."),
+        ("general", "compare", False, "[General_mode]\nfind youngest . start A 27 . B 21 take B 21 ."),
+        ("personalized", "arith", False, "[Personalized_mode]\npersona says B . so B ."),
+    ]
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "predictions.jsonl").write_text("".join(
+        json.dumps({"run": r, "family": f, "correct": ok, "text": t, "gold": "C"}) + "\n" for r, f, ok, t in rows))
+    assert se.count(run) == {"right": 1, "early": 1, "late": 1, "other": 1}
+    se.main([str(run)])
+    assert "| 4 | 1 | 1 | 1 | 1 |" in capsys.readouterr().out
+    (run / "predictions.jsonl").write_text("{not json\n")
+    import pytest
+
+    with pytest.raises(SystemExit, match=r"predictions.jsonl:1: not JSON"):
+        se.count(run)
