@@ -70,6 +70,8 @@ def test_demo_runs_every_stage_then_resumes(tmp_path):
         rl_compare(out, overrides=("temperature=0.5",))
     with pytest.raises(ConfigError, match="temprature"):
         rl_compare(out, overrides=("temprature=0.5",), tag="typo")
+    with pytest.raises(ValueError, match="choose another --tag"):
+        rl_compare(out, overrides=("temperature=0.9",), tag="t05", estimators=("dual",))
     with pytest.raises(ValueError, match="choose from"):
         rl_compare(out, tag="x", estimators=("ppo",))
     assert not (out / "sweeps" / "typo").exists() and not (out / "sweeps" / "x").exists()

@@ -75,6 +75,13 @@ def rl_compare(out: str | Path = "runs/demo", seeds: tuple[int, ...] = (0,), job
             except ConfigError as err:
                 raise ConfigError(f"rl-compare --set {' '.join(overrides)}: {err}") from err
     home = out if tag is None else _home(out, tag)
+    if tag is not None:  # a tag names one setting: reusing it with other overrides would mix two sweeps' models
+        record = home / "overrides.json"
+        if record.exists() and json.loads(record.read_text()) != list(overrides):
+            raise ValueError(f"rl-compare: {record} holds the sweep {json.loads(record.read_text())}, not "
+                             f"{list(overrides)}; choose another --tag")
+        home.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(list(overrides)) + "\n")
     models = (START, *(f"rl_{e}" for e in estimators))
 
     train = {}
