@@ -76,6 +76,7 @@ def test_evaluate_writes_predictions_metrics_and_report(sft_model, bench_dir, tm
     assert len(rows) == 90 and {r["run"] for r in rows} == {"auto", "general", "personalized"}
     assert {r["mode"] for r in rows if r["run"] == "personalized"} == {"personalized"}
     assert "hacc" in m and "tie_share" in m and set(m["acc"]) <= {"none", "irrelevant", "misaligned", "helpful", "ambiguous"}
+    assert 0 < m["marker_mass"]["min"] <= m["marker_mass"]["mean"] <= 1 and "marker mass" in (tmp_path / "ev" / "report.md").read_text()
     up = evaluate(str(sft_model), str(bench_dir / "test.jsonl"), str(tmp_path / "up"), limit=30, forced=False,
                   drop_persona=True, max_new_tokens=48, name="upper")
     text = compare_runs([str(tmp_path / "ev"), str(tmp_path / "up")], tmp_path / "rep", ["model", "upper"])

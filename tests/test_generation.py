@@ -84,13 +84,19 @@ def test_forced_runs_reuse_the_auto_runs_mode_probability(engine, bench_dir, mon
     fresh = {m: [g.text for g in engine.generate([modes.render_prompt(engine.tokenizer, it.question, it.persona)
                                                   for it in items], m, cfg)] for m in engine.modes.names}
     calls = []
-    real = engine.mode_probs
-    monkeypatch.setattr(engine, "mode_probs", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = engine.mode_stats
+    monkeypatch.setattr(engine, "mode_stats", lambda *a, **k: calls.append(1) or real(*a, **k))
     runs = runs_by_mode(engine, items, cfg)
     assert len(calls) == 1  # one prefill for p(mode | x), not one per run
     for m in engine.modes.names:
         assert [p.text for p in runs[m]] == fresh[m]
         assert [p.p_mode for p in runs[m]] == [p.p_mode for p in runs["auto"]]
+    # the auto run is the chosen mode's forced run, item by item (no third generation pass)
+    for i, a in enumerate(runs["auto"]):
+        assert a.requested_mode == "auto" and a.mode == max(a.p_mode, key=a.p_mode.get)
+        assert a.text == runs[a.mode][i].text and 0 < a.marker_mass <= 1 + 1e-6
+    auto_now = engine.generate([modes.render_prompt(engine.tokenizer, it.question, it.persona) for it in items], "auto", cfg)
+    assert [g.text for g in auto_now] == [a.text for a in runs["auto"]]  # and the engine's own auto path agrees
     with pytest.raises(ValueError, match="p_mode has 1 rows for 2 prompts"):
         engine.generate(["a", "b"], "general", cfg, p_mode=[[0.5, 0.5]])
 
@@ -104,3 +110,77 @@ def test_vllm_backend_missing_is_a_clear_error(sft_model):
             Engine.load(str(sft_model), backend="vllm")
     else:  # pragma: no cover - only on GPU machines with vLLM
         pytest.fail("vllm is installed in the CPU test environment; this test expects the CPU set-up")
+
+
+def test_choose_modes_is_argmax_when_greedy_and_tempered_when_sampled():
+    from personadual.generation import choose_modes
+
+    p = [[0.8, 0.2], [0.3, 0.7], [0.5, 0.5]]
+    assert choose_modes(p, ["general", "personalized"], 0.0) == ["general", "personalized", "general"]
+    torch.manual_seed(0)
+    for temperature, expected in ((1.0, 0.8), (0.5, 0.64 / 0.68)):  # p^(1/T), renormalised
+        picks = choose_modes([[0.8, 0.2]] * 4000, ["general", "personalized"], temperature)
+        assert abs(picks.count("general") / 4000 - expected) < 0.03
+    assert choose_modes([], ["general", "personalized"], 0.0) == []
+
+
+def test_auto_opens_with_a_marker_even_when_rl_leaked_the_markers_mass(engine, prompts):
+    """Trap 4 at inference: with the markers' logits pushed below ordinary words, free greedy decoding
+    would skip the marker; auto mode still opens with the model's preferred marker, and marker_mass
+    says how little mass the markers kept."""
+    import copy
+
+    leaky = copy.deepcopy(engine.model)
+    with torch.no_grad():
+        head = leaky.get_output_embeddings().weight
+        head[engine.marker_ids] *= 0.0  # every marker's logit becomes 0
+        head[engine.marker_ids[0], 0] = 1e-3  # keep a (tiny) preference: general
+    eng = Engine(leaky, engine.tokenizer, engine.modes)
+    enc = eng.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    free = leaky.generate(**enc, max_new_tokens=1, do_sample=False, pad_token_id=eng.tokenizer.pad_token_id)[:, -1]
+    assert not any(int(t) in eng.marker_ids for t in free)  # unconstrained, the marker would be skipped
+    gens = eng.generate(prompts, "auto", GenerationConfig(max_new_tokens=8))
+    assert all(g.mode is not None and g.text.startswith(modes.DEFAULT_MODES.get(g.mode).marker) for g in gens)
+    assert all(g.marker_mass < 0.5 for g in gens)
+    assert all(g.num_tokens >= 1 for g in gens)  # the chosen marker counts as generated
+
+
+def test_vllm_backend_opens_auto_rows_with_the_chosen_marker(engine, prompts, monkeypatch):
+    """The vLLM engine, against a stand-in for vllm: auto rows are sent with the marker p(mode|x) picks."""
+    import math
+    import sys
+    import types
+
+    sent = []
+
+    class Out:
+        def __init__(self, text="", token_ids=(), logprobs=None):
+            self.text, self.token_ids, self.logprobs = text, list(token_ids), logprobs
+
+    class LLM:
+        def __init__(self, model, dtype, **kw):
+            pass
+
+        def get_tokenizer(self):
+            return engine.tokenizer
+
+        def generate(self, prompts_, params, use_tqdm=False):
+            if params.max_tokens == 1:  # the p(mode | x) step: personalized twice as likely as general
+                lp = {engine.marker_ids[0]: types.SimpleNamespace(logprob=math.log(1 / 3)),
+                      engine.marker_ids[1]: types.SimpleNamespace(logprob=math.log(2 / 3))}
+                return [types.SimpleNamespace(outputs=[Out(logprobs=[lp])]) for _ in prompts_]
+            sent.extend(prompts_)
+            return [types.SimpleNamespace(outputs=[Out(" so A .", [5, 6, 7])]) for _ in prompts_]
+
+    fake = types.ModuleType("vllm")
+    fake.LLM, fake.SamplingParams = LLM, lambda **kw: types.SimpleNamespace(**kw)
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    from personadual.vllm_backend import VLLMEngine
+
+    eng = VLLMEngine("unused", engine.modes)
+    gens = eng.generate(prompts[:3], ["auto", "general", "auto"], GenerationConfig(max_new_tokens=8))
+    marker = {m: modes.DEFAULT_MODES.get(m).marker for m in ("general", "personalized")}
+    assert [g.mode for g in gens] == ["personalized", "general", "personalized"]
+    assert sent[0].endswith(marker["personalized"] + "\n") and sent[1].endswith(marker["general"] + "\n")
+    assert [g.num_tokens for g in gens] == [5, 3, 5]  # an auto row counts its marker and newline and [g.forced for g in gens] == [False, True, False]
+    assert gens[0].p_mode["personalized"] == pytest.approx(2 / 3)

@@ -2,10 +2,12 @@
 
 Batched, KV-cached generation on a Hugging Face model (CPU or GPU), or on vLLM when installed:
 
-- ``mode="auto"``: the model writes its own marker; a mode name forces it by prefilling the marker;
 - ``p(mode | prompt)`` for every prompt: the next-token distribution at the first completion
   position, renormalised over the registered markers (one prefill forward pass). It says how much
-  the model thinks the persona matters here: our "persona relevance" score;
+  the model thinks the persona matters here: our "persona relevance" score. ``marker_mass`` is the
+  un-renormalised total, p(any marker | prompt): near 1 for a healthy model (see `choose_modes`);
+- ``mode="auto"``: the model chooses its marker from p(mode | prompt) (`choose_modes`), then
+  continues exactly as if that marker had been forced; a mode name forces it by prefilling the marker;
 - greedy (``temperature=0``) or sampled decoding, stopping at the end of the answer block.
 """
 
@@ -43,7 +45,8 @@ class Generation:
     forced: bool
     p_mode: dict[str, float]  # p(mode | prompt), over the registered markers
     parsed: Parsed
-    num_tokens: int = 0  # generated tokens (the forced prefix excluded)
+    num_tokens: int = 0  # generated tokens: an auto response's marker counts, a forced one's does not
+    marker_mass: float | None = None  # p(any marker | prompt) before renormalising; None where not computed
 
     @property
     def mode(self) -> str | None:
@@ -92,14 +95,22 @@ class Engine:
         return enc.input_ids.to(self.device), enc.attention_mask.to(self.device)
 
     @torch.no_grad()
-    def mode_probs(self, prompts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
-        """p(mode | prompt), shape (N, n_modes): softmax of the marker logits at the first completion position."""
-        out = []
+    def mode_stats(self, prompts: Sequence[str], batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+        """p(mode | prompt) (N, n_modes), the softmax of the marker logits at the first completion
+        position, and the marker mass (N,): the full softmax's total on the markers."""
+        probs, mass = [], []
         for i in range(0, len(prompts), batch_size):
             ids_BT, mask_BT = self._encode(prompts[i : i + batch_size])
-            logits_BV = self.model(input_ids=ids_BT, attention_mask=mask_BT).logits[:, -1, :]
-            out.append(torch.softmax(logits_BV[:, self.marker_ids].float(), dim=-1).cpu())
-        return torch.cat(out) if out else torch.empty(0, len(self.marker_ids))
+            logits_BV = self.model(input_ids=ids_BT, attention_mask=mask_BT).logits[:, -1, :].float()
+            probs.append(torch.softmax(logits_BV[:, self.marker_ids], dim=-1).cpu())
+            mass.append(torch.softmax(logits_BV, dim=-1)[:, self.marker_ids].sum(dim=-1).cpu())
+        if not probs:
+            return torch.empty(0, len(self.marker_ids)), torch.empty(0)
+        return torch.cat(probs), torch.cat(mass)
+
+    def mode_probs(self, prompts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+        """p(mode | prompt), shape (N, n_modes)."""
+        return self.mode_stats(prompts, batch_size)[0]
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], mode: str | Sequence[str] = AUTO,
@@ -118,8 +129,13 @@ class Engine:
                 self.modes.get(m)  # clear KeyError for an unknown mode
         if cfg.seed is not None:
             torch.manual_seed(cfg.seed)
-        p_mode = self.mode_probs(prompts, cfg.batch_size) if p_mode is None else check_mode_rows(p_mode, len(prompts))
-        prefixes = [modes_lib.forced_prefix(m, self.modes) for m in modes_per]
+        mass = None
+        if p_mode is None:
+            p_mode, mass = self.mode_stats(prompts, cfg.batch_size)
+        else:
+            p_mode = check_mode_rows(p_mode, len(prompts))
+        opens = open_modes(modes_per, p_mode, self.modes.names, cfg.temperature)
+        prefixes = [modes_lib.forced_prefix(m, self.modes) for m in opens]
         inputs = [p + x for p, x in zip(prompts, prefixes)]
         # Sort by length so each batch pads little; results go back in the caller's order.
         order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
@@ -138,13 +154,48 @@ class Engine:
             new_BT = out_BT[:, ids_BT.shape[1] :]
             for row, i in enumerate(idx):
                 toks = _until_end(new_BT[row].tolist(), {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id})
-                counts[i] = len(toks)
+                chosen = len(self.tokenizer(prefixes[i], add_special_tokens=False).input_ids) if modes_per[i] == AUTO else 0
+                counts[i] = len(toks) + chosen
                 texts[i] = prefixes[i] + self.tokenizer.decode(toks, skip_special_tokens=False)
         return [
             Generation(prompts[i], texts[i], modes_per[i] != AUTO,
-                       dict(zip(self.modes.names, p_mode[i].tolist())), modes_lib.parse(texts[i], self.modes), counts[i])
+                       dict(zip(self.modes.names, p_mode[i].tolist())), modes_lib.parse(texts[i], self.modes), counts[i],
+                       float(mass[i]) if mass is not None else None)
             for i in range(len(prompts))
         ]
+
+
+def choose_modes(p_mode, names: Sequence[str], temperature: float) -> list[str]:
+    """The mode each auto response opens with: the model's own choice, restricted to the markers.
+
+    Greedy (T = 0): argmax_m p(m|x), the marker greedy decoding writes whenever a marker is the top
+    token. Sampled: m ~ softmax(z_m / T) over the marker logits z, i.e. p(m|x)^(1/T) renormalised:
+    what sampling the first token at temperature T gives, conditioned on it being a marker.
+
+    Why restrict: "every response opens with a mode marker" is the method's contract, and RL can
+    break it. A large negative advantage on one marker moves shared parameters (tied embeddings),
+    which can lower every marker's logit at once; the probability leaks to reasoning words, and an
+    unconstrained first token then skips the marker (on a 3x-data run of the tiny recipe, 5-6% of
+    auto responses of `dual` and `dual_paper`: docs/results.md). ``marker_mass`` keeps the leak visible.
+    Uses the global torch RNG (seeded by GenerationConfig.seed).
+    """
+    p = check_mode_rows(p_mode, len(p_mode))
+    if p.shape[0] == 0:
+        return []
+    if temperature == 0:
+        idx = p.argmax(dim=1)
+    else:
+        w = p.clamp(min=1e-300).log().div(temperature)
+        idx = torch.multinomial(torch.softmax(w, dim=1), 1).squeeze(1)
+    return [names[int(k)] for k in idx]
+
+
+def open_modes(requested: Sequence[str], p_mode, names: Sequence[str], temperature: float) -> list[str]:
+    """The marker each row opens with: the forced mode, or the model's choice for auto rows."""
+    if AUTO not in requested:
+        return list(requested)
+    chosen = choose_modes(p_mode, names, temperature)
+    return [c if m == AUTO else m for m, c in zip(requested, chosen)]
 
 
 def check_mode_rows(p_mode, n: int) -> torch.Tensor:

@@ -2,6 +2,8 @@
 
 p(mode | prompt) comes from one extra decoding step restricted to the marker tokens
 (``allowed_token_ids``), whose log-probs renormalise over the markers exactly as the HF path does.
+An auto response opens with the marker `choose_modes` picks from it, as on the HF path; the marker
+mass is not computed here (``Generation.marker_mass`` is None).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import math
 from typing import Sequence
 
 from . import modes as modes_lib
-from .generation import Generation, GenerationConfig, check_mode_rows
+from .generation import Generation, GenerationConfig, check_mode_rows, open_modes
 from .modes import AUTO, ModeSet
 
 
@@ -52,15 +54,23 @@ class VLLMEngine:
 
         cfg = config or GenerationConfig()
         modes_per = [mode] * len(prompts) if isinstance(mode, str) else list(mode)
-        prefixes = [modes_lib.forced_prefix(m, self.modes) for m in modes_per]
+        if len(modes_per) != len(prompts):
+            raise ValueError(f"got {len(modes_per)} modes for {len(prompts)} prompts")
         params = SamplingParams(max_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
                                 stop=list(cfg.stop), include_stop_str_in_output=True, skip_special_tokens=False,
                                 seed=cfg.seed)
         p_mode = self.mode_probs(prompts) if p_mode is None else check_mode_rows(p_mode, len(prompts)).tolist()
+        if cfg.seed is not None:
+            import torch
+
+            torch.manual_seed(cfg.seed)  # choose_modes samples with torch's RNG
+        prefixes = [modes_lib.forced_prefix(m, self.modes) for m in open_modes(modes_per, p_mode, self.modes.names,
+                                                                                cfg.temperature)]
         results = self.llm.generate([p + x for p, x in zip(prompts, prefixes)], params, use_tqdm=False)
         gens = []
         for i, res in enumerate(results):
             text = prefixes[i] + res.outputs[0].text.replace(self.tokenizer.eos_token or "\0", "")
+            chosen = len(self.tokenizer(prefixes[i], add_special_tokens=False).input_ids) if modes_per[i] == AUTO else 0
             gens.append(Generation(prompts[i], text, modes_per[i] != AUTO, dict(zip(self.modes.names, p_mode[i])),
-                                   modes_lib.parse(text, self.modes), len(res.outputs[0].token_ids)))
+                                   modes_lib.parse(text, self.modes), len(res.outputs[0].token_ids) + chosen))
         return gens

@@ -111,6 +111,10 @@ def compute_metrics(runs: dict[str, list[Prediction]], n_boot: int = 1000) -> di
     for fam in sorted({p.family for p in auto}):
         s = summarize([p for p in auto if p.family == fam], n_boot=200)
         out["per_family"][fam] = {k: s[k] for k in ("acc", "personalized_acc", "interference", "helpful_gain", "mode_share")}
+    masses = [p.marker_mass for p in auto if p.marker_mass is not None]
+    if masses:  # how much of the first token's probability the markers hold: RL's marker leak (trap 4)
+        out["marker_mass"] = {"mean": round(sum(masses) / len(masses), 4), "min": round(min(masses), 4),
+                              "below_half": round(sum(m < 0.5 for m in masses) / len(masses), 4)}
     forced = [m for m in runs if m != "auto"]
     if forced:
         out.update(hacc(runs))

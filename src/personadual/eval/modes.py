@@ -9,10 +9,14 @@ and are reported separately as ``tie_share``.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from dataclasses import replace
 from typing import Sequence
 
+import torch
+
 from ..data.schema import OBJECTIVE_CONDITIONS, Item
-from ..generation import Engine, GenerationConfig
+from ..generation import Engine, GenerationConfig, choose_modes
+from ..modes import AUTO
 from .predict import Prediction, predict
 
 
@@ -20,15 +24,25 @@ def runs_by_mode(engine: Engine, items: Sequence[Item], config: GenerationConfig
                  drop_persona: bool = False) -> dict[str, list[Prediction]]:
     """Auto-mode predictions plus one forced run per registered mode, aligned item by item.
 
-    p(mode | x) is read before any marker, so the forced runs reuse the auto run's instead of
-    prefilling every prompt again.
+    An auto response opens with the marker the model chooses from p(mode | x) and continues exactly
+    as that mode's forced response (`choose_modes`), so the auto run is assembled from the forced
+    runs rather than generated a third time: each auto prediction *is* the chosen mode's forced one,
+    and HAcc compares like with like. p(mode | x) is read before any marker, so the first forced run
+    computes it and the others reuse it.
     """
-    auto = predict(engine, items, "auto", config, drop_persona=drop_persona)
-    p_mode = [[p.p_mode[m] for m in engine.modes.names] for p in auto]
-    runs = {"auto": auto}
+    cfg = config or GenerationConfig()
+    runs: dict[str, list[Prediction]] = {}
+    p_mode = mass = None
     for name in engine.modes.names:
-        runs[name] = predict(engine, items, name, config, drop_persona=drop_persona, p_mode=p_mode)
-    return runs
+        runs[name] = predict(engine, items, name, cfg, drop_persona=drop_persona, p_mode=p_mode)
+        if p_mode is None:
+            p_mode = [[p.p_mode[m] for m in engine.modes.names] for p in runs[name]]
+            mass = [p.marker_mass for p in runs[name]]
+    runs = {m: [replace(p, marker_mass=mass[i]) for i, p in enumerate(preds)] for m, preds in runs.items()}
+    if cfg.seed is not None:
+        torch.manual_seed(cfg.seed)
+    chosen = choose_modes(p_mode, engine.modes.names, cfg.temperature) if items else []
+    return {"auto": [replace(runs[c][i], requested_mode=AUTO) for i, c in enumerate(chosen)], **runs}
 
 
 def hacc(runs: dict[str, list[Prediction]]) -> dict:

@@ -28,6 +28,7 @@ class Prediction:
     reason: str
     p_mode: dict[str, float]
     text: str
+    marker_mass: float | None = None  # p(any marker | x) before renormalising (Generation.marker_mass)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -49,7 +50,7 @@ def predict(engine: Engine, items: Sequence[Item], mode: str = modes_lib.AUTO, c
             id=it.id, base_id=it.base_id, family=it.family, kind=it.kind, condition=it.condition, gold=it.gold,
             preferred_mode=it.preferred_mode, requested_mode=mode, mode=g.parsed.mode, answer=g.parsed.answer,
             correct=g.parsed.answer == it.gold, well_formed=g.parsed.well_formed, reason=g.parsed.reason,
-            p_mode=g.p_mode, text=g.text,
+            p_mode=g.p_mode, text=g.text, marker_mass=g.marker_mass,
         )
         for it, g in zip(items, gens)
     ]

@@ -39,6 +39,10 @@ def model_report(m: dict) -> str:
         lines.append(f"- HAcc (auto picks the mode that is right, on the {m['decisive']} items where the modes "
                      f"disagree): {_pct(m['hacc'])}%"
                      + (f"; {CELL_ORACLE}: {_pct(m['hacc_cell_oracle'])}%" if m.get("hacc_cell_oracle") is not None else ""))
+    if m.get("marker_mass"):
+        mm = m["marker_mass"]
+        lines.append(f"- marker mass p(any marker | x) at the first token (the mode is chosen among the markers): "
+                     f"mean {mm['mean']}, min {mm['min']}; below 0.5 on {_pct(mm['below_half'])}% of items")
     if m.get("calibration"):
         cal = m["calibration"]
         lines.append(f"- p(personalized | x) as a predictor of 'personalized is the better mode': ECE {cal['ece']}, "

@@ -100,6 +100,8 @@ class DualGRPOTrainer(GRPOTrainer):
         logits_UV = self.model(input_ids=prompt_ids_BT[rows], attention_mask=prompt_mask_BT[rows],
                                logits_to_keep=1).logits[:, -1, :]
         probs_UM = torch.softmax(logits_UV[:, self.marker_ids].float(), dim=-1)
+        # p(any marker | x): falls when RL leaks the markers' probability to other tokens (trap 4)
+        self._marker_mass = torch.softmax(logits_UV.float(), dim=-1)[:, self.marker_ids].sum(-1).mean().item()
         slot = {d: k for k, d in enumerate(first)}
         return probs_UM[torch.tensor([slot[d] for d in digests], device=probs_UM.device)]
 
@@ -163,6 +165,8 @@ class DualGRPOTrainer(GRPOTrainer):
         if both.any():
             beat = (mean_GM[both].max(dim=1).values - mean_GM[both].min(dim=1).values) > 1e-6
             metrics["dual/mode_beat_share"].append(beat.double().mean().item())
+        if probs is not None and getattr(self, "_marker_mass", None) is not None:
+            metrics["dual/marker_mass"].append(self._marker_mass)
         if probs is not None and "personalized" in self.modes.names:
             conds = gather_object([x.get("condition", "all") for x in inputs])
             by_cond = defaultdict(list)
