@@ -49,7 +49,7 @@ def test_auto_mode_reports_the_models_choice(client, items):
         r = chat(client, it)
         meta = r.model_extra["personadual"]
         assert meta["mode"] in ("general", "personalized") and meta["forced"] is False
-        assert abs(sum(meta["p_mode"].values()) - 1) < 1e-4
+        assert abs(sum(meta["p_mode"].values()) - 1) < 1e-4 and 0 < meta["marker_mass"] <= 1
         assert meta["mode"] == max(meta["p_mode"], key=meta["p_mode"].get)  # greedy: the likelier marker
         assert "reasoning" not in meta and r.choices[0].finish_reason in ("stop", "length")
         assert r.usage.prompt_tokens > 0 and r.usage.completion_tokens > 0
