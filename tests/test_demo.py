@@ -107,3 +107,46 @@ def test_rl_compare_cli_passes_the_sweep_and_reports_bad_flags(tmp_path, monkeyp
     assert "# sweep" in r.output
     r = CliRunner().invoke(app, ["rl-compare", "--out", str(tmp_path), "--set", "temperature", "--tag", "t"])
     assert r.exit_code == 2 and "--set 'temperature': expected key=value" in r.output
+
+
+def test_stage_clock_keeps_the_time_a_crashed_stage_ran(tmp_path):
+    import time
+
+    import pytest
+
+    from personadual.demo import StageClock
+
+    clock = StageClock(tmp_path, beat=0.02)
+
+    def crash():
+        time.sleep(0.15)
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        clock.run("sft", crash)
+    partial = json.loads((tmp_path / "stage_seconds.partial.json").read_text())
+    assert partial["sft"] >= 0.1 and not (tmp_path / "stage_seconds.json").exists()
+
+    resumed = StageClock(tmp_path, beat=0.02)  # a new process after the crash
+    assert resumed.run("sft", lambda: time.sleep(0.05) or True)
+    times = json.loads((tmp_path / "stage_seconds.json").read_text())
+    assert times["sft"] >= 0.15  # both runs counted
+    assert json.loads((tmp_path / "stage_seconds.partial.json").read_text()) == {}
+    assert not resumed.run("data", lambda: False) and "data" not in resumed.times  # skipped: no time recorded
+
+
+def test_stage_clock_saves_while_the_stage_runs(tmp_path):
+    """kill -9 runs no handler: the heartbeat's last save is what survives."""
+    import time
+
+    from personadual.demo import StageClock
+
+    clock, seen = StageClock(tmp_path, beat=0.02), []
+
+    def stage():
+        time.sleep(0.1)
+        seen.append(json.loads((tmp_path / "stage_seconds.partial.json").read_text()))
+        return True
+
+    clock.run("rl", stage)
+    assert seen and seen[0]["rl"] > 0

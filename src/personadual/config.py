@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from .files import write_text_atomic
+
 T = TypeVar("T")
 
 
@@ -127,8 +129,4 @@ def check_passthrough(target: type, extra: dict, own_fields, protected: dict | N
 
 def save_config(cfg, path: str | os.PathLike) -> None:
     """Write the resolved config as YAML, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # one per process: every rank saves it
-    tmp.write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
-    os.replace(tmp, path)
+    write_text_atomic(path, yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))  # every rank saves it

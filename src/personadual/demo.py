@@ -5,8 +5,8 @@ personalized_only, persona_prompted) -> RL variants from the dual SFT model (dua
 grpo) -> evaluation of every model on the test split (plus the no-persona upper bound) -> report.
 
 Every stage is skipped when its output is complete (a COMPLETE marker, or metrics.json written
-last), so a rerun after a crash resumes; stage_seconds.json then holds the resuming run's time for
-a resumed stage (what ran before the crash is not counted). Independent jobs run as parallel
+last), so a rerun after a crash resumes; a resumed stage's time in stage_seconds.json includes what
+ran before the crash (saved every 10 s, `StageClock`). Independent jobs run as parallel
 1-thread processes (two 1-thread jobs beat one 2-thread job on this machine: TINY_MODEL_NOTES).
 The stage settings live in recipes/tiny-cpu/; the demo only adds paths and thread counts (and, for
 demo-full, FULL_OVERRIDES).
@@ -18,11 +18,13 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .checkpoint import is_complete
+from .files import write_text_atomic
 
 SFT_VARIANTS = ("dual", "general_only", "personalized_only", "persona_prompted")
 # `make demo-full`: what the demo's 15-minute budget leaves out (see docs/results.md for both runs)
@@ -42,6 +44,54 @@ class DemoPlan:
 
 def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "personadual.cli", *args]
+
+
+class StageClock:
+    """Wall seconds per demo stage, across crashes.
+
+    stage_seconds.json holds finished stages. While a stage runs, its elapsed time is saved every
+    ``beat`` seconds to stage_seconds.partial.json, so after a crash (even kill -9) the resumed stage
+    adds what ran before, to within one beat. Both files are replaced atomically.
+    """
+
+    def __init__(self, out: Path, beat: float = 10.0):
+        self.path, self.partial_path, self.beat = out / "stage_seconds.json", out / "stage_seconds.partial.json", beat
+        self.times = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.partial = json.loads(self.partial_path.read_text()) if self.partial_path.exists() else {}
+
+    def run(self, name: str, stage) -> bool:
+        """Run ``stage()`` (True if it did work); record its time if it did."""
+        before, t0, stop = self.partial.get(name, 0.0), time.time(), threading.Event()
+        elapsed = lambda: before + time.time() - t0  # noqa: E731
+
+        def beat():
+            while not stop.wait(self.beat):
+                self._save_partial(name, elapsed())
+
+        ticker = threading.Thread(target=beat, daemon=True)
+        ticker.start()
+        done = False
+        try:
+            did = stage()
+            done = True
+        finally:
+            stop.set()
+            ticker.join()
+            if not done:  # an exception: keep the time spent, exactly
+                self._save_partial(name, elapsed())
+        if did:
+            self.times[name] = round(elapsed(), 1)
+            write_text_atomic(self.path, json.dumps(self.times, indent=2) + "\n")
+        if name in self.partial:
+            self._save_partial(name, None)
+        return did
+
+    def _save_partial(self, name: str, seconds: float | None) -> None:
+        if seconds is None:
+            self.partial.pop(name, None)
+        else:
+            self.partial[name] = round(seconds, 1)
+        write_text_atomic(self.partial_path, json.dumps(self.partial, indent=2) + "\n")
 
 
 def run_jobs(jobs: dict[str, list[str]], logs: Path, parallel: int, desc: str, threads: int = 1) -> None:
@@ -179,22 +229,18 @@ def run_demo(out: str | Path = "runs/demo", seed: int = 0, recipes: str | Path |
     recipes = Path(recipes) if recipes else _find_recipes()
     plan = DemoPlan(out, seed, recipes, jobs, overrides or {})
     st = Stages(plan)
-    times_path = out / "stage_seconds.json"
     out.mkdir(parents=True, exist_ok=True)
-    times = json.loads(times_path.read_text()) if times_path.exists() else {}
+    clock = StageClock(out)
     order = [("data", st.data_stage), ("tiny_model", st.tiny_stage), ("base_model", st.base_stage),
              ("sft", st.sft_stage), ("rl", st.rl_stage), ("eval", st.eval_stage)]
     changed = False
     for name, stage in [*order, ("report", lambda: st.report_stage(changed))]:
-        t0 = time.time()
-        did = stage()
+        did = clock.run(name, stage)
         changed = changed or did
-        if did:
-            times[name] = round(time.time() - t0, 1)
-            times_path.write_text(json.dumps(times, indent=2) + "\n")
-        print(f"[demo] {name}: {'done in %.1fs' % times[name] if did else 'already complete, skipped'}")
+        print(f"[demo] {name}: {'done in %.1fs' % clock.times[name] if did else 'already complete, skipped'}")
+    times = clock.times
     summary = build_summary(out, times)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     from .demo_report import print_table
 
     print_table(summary)

@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from .. import modes as modes_lib
+from ..files import write_text_atomic
 from ..data.schema import read_split
 from ..generation import Engine, GenerationConfig
 from .metrics import compute_metrics
 from .modes import runs_by_mode
 from .predict import predict
 from .report import model_report
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def evaluate(model_dir: str, data: str, out_dir: str, mode: str = modes_lib.AUTO, forced: bool = True,
@@ -42,7 +36,7 @@ def evaluate(model_dir: str, data: str, out_dir: str, mode: str = modes_lib.AUTO
     metrics.update({"model": str(model_dir), "data": str(data), "requested_mode": mode, "drop_persona": drop_persona,
                     "name": name or Path(model_dir).parent.name})
     lines = [json.dumps({**p.to_dict(), "run": run}) for run, preds in runs.items() for p in preds]
-    _write_atomic(out / "predictions.jsonl", "\n".join(lines) + "\n")
-    _write_atomic(out / "report.md", model_report(metrics))
-    _write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    write_text_atomic(out / "predictions.jsonl", "\n".join(lines) + "\n")
+    write_text_atomic(out / "report.md", model_report(metrics))
+    write_text_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics
