@@ -118,7 +118,8 @@ class Engine:
         """Generate one completion per prompt. ``mode`` is one mode for all prompts, or one per prompt.
 
         ``p_mode``: p(mode | prompt) rows already computed for these prompts (it does not depend on a
-        forced marker, so an eval's forced runs reuse the auto run's); None = one prefill pass here.
+        forced marker, so an eval's later runs reuse the first one's); None = one prefill pass here,
+        which also gives each Generation its ``marker_mass``.
         """
         cfg = config or GenerationConfig()
         modes_per = [mode] * len(prompts) if isinstance(mode, str) else list(mode)

@@ -8,7 +8,7 @@ A response is three parts, in order::
 
 Markers and the answer block follow the PersonaDual authors' code. The protocol is written for N
 modes (a ``ModeSet``); we ship two. Forcing a mode means prefilling its marker as the first
-completion token(s); in ``auto`` the model writes its own marker.
+completion token(s); in ``auto`` the model chooses its marker (``generation.choose_modes``).
 
 `parse` never raises on model output: a malformed response comes back with ``well_formed=False``
 and a ``reason``.
