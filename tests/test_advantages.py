@@ -191,3 +191,31 @@ def test_unknown_estimator_and_bad_config():
         get_estimator("ppo")
     with pytest.raises(ValueError):
         AdvantageConfig(scale_rewards="batchy")
+
+
+def test_marker_mass_term_ascends_the_log_of_the_markers_total_probability():
+    """lambda * p(m_i|x)/q(m_i) added to each forced marker's advantage: summed over a group, the
+    policy-gradient step sum_i A_i grad log pi(m_i|x) gains exactly lambda * G * grad log M, with
+    M = pi(marker 0) + pi(marker 1) over the full vocabulary, and leaves everything else as it was."""
+    torch.manual_seed(0)
+    logits = torch.randn(7, dtype=torch.float64, requires_grad=True)  # vocabulary of 7; markers are tokens 2 and 5
+    markers = [2, 5]
+    pi = torch.softmax(logits, 0)
+    p_mode = (pi[markers] / pi[markers].sum()).detach()  # p(m|x): renormalised over the markers
+    G, lam = 6, 0.7
+    rewards, group, modes = t(1, 0, 1, 0, 0, 1), ids(0, 0, 0, 0, 0, 0), ids(0, 0, 0, 1, 1, 1)
+    probs = p_mode.expand(G, 2)
+
+    def step(coef):  # the surrogate whose gradient is the policy-gradient step on the marker tokens
+        adv = get_estimator("dual")(rewards, group, modes, 2, probs, AdvantageConfig(alpha=3.0, marker_mass_coef=coef))
+        logp = torch.log_softmax(logits, 0)[torch.tensor([markers[m] for m in modes])]
+        (g,) = torch.autograd.grad((adv.marker * logp).sum(), logits)
+        return g, adv
+
+    with_mass, adv_mass = step(lam)
+    without, adv_plain = step(0.0)
+    (grad_log_m,) = torch.autograd.grad(torch.log(torch.softmax(logits, 0)[markers].sum()), logits)
+    torch.testing.assert_close(with_mass - without, lam * G * grad_log_m)
+    torch.testing.assert_close(adv_mass.reasoning, adv_plain.reasoning)  # reasoning credit untouched
+    with pytest.raises(ValueError, match="marker_mass_coef"):
+        AdvantageConfig(marker_mass_coef=-1.0)

@@ -58,6 +58,11 @@ def test_config_guards_the_traps():
     with pytest.raises(ConfigError, match="unknown reward"):
         load_config(RLRunConfig, None, base + ["reward_weights={accuracy: 1, vibes: 1}"])
     assert load_config(RLRunConfig, None, base + ["loss_type=luspo", "estimator=grpo"]).loss_type == "luspo"
+    with pytest.raises(ConfigError, match="marker_mass_coef needs estimator 'dual'"):
+        load_config(RLRunConfig, None, base + ["estimator=grpo", "marker_mass_coef=0.5"])
+    with pytest.raises(ConfigError, match="must be >= 0"):
+        load_config(RLRunConfig, None, base + ["marker_mass_coef=-1"])
+    assert load_config(RLRunConfig, None, base + ["marker_mass_coef=0.5"]).marker_mass_coef == 0.5
 
 
 def test_trl_args_reach_grpo_config_and_bad_keys_are_named(sft_model, bench_dir, tmp_path):

@@ -44,6 +44,14 @@ distribution (softmax over the marker logits only) and V(x, m) = E_{y ~ pi(.|x,m
   the marker being one token among many in a token-mean loss.
   ``mode_probs`` is p(m|x) under the policy that generated the batch (old policy); without it
   p = q and the weights are 1. Modes with no rollout in a group are left out and p renormalised.
+* Marker mass (``marker_mass_coef`` = lambda, off by default). The zero-sum baseline stops the leak
+  at the logits, not through shared parameters: reasoning updates and tied embeddings can still
+  lower every marker's full-vocabulary probability pi(m|x) (docs/dualgrpo.md measured it). With
+  M(x) = sum_m pi(m|x) and p(m|x) = pi(m|x) / M(x):
+      grad log M = sum_m grad pi(m|x) / M = sum_m p(m|x) grad log pi(m|x),
+  and over the forced split, sum_i p(m_i|x)/q(m_i) grad log pi(m_i|x) = G grad log M. So adding
+  lambda * p(m_i|x)/q(m_i) to each marker advantage ascends lambda * log M, the markers' total
+  probability, and leaves p(m|x), the mode choice, to the selection term.
 * ``split_modes=False`` treats the whole group as one mode: it is then ``grpo`` exactly.
 """
 
@@ -63,12 +71,13 @@ class AdvantageConfig:
     split_modes: bool = True  # dual: False = one subgroup per prompt = grpo
     prefix_weight: float = 2.0  # dual_paper: marker tokens get this multiple ("prefix strengthening")
     weight_reasoning: bool = False  # dual: reasoning advantages times p(m|x)/q(m) (the gradient of J)
+    marker_mass_coef: float = 0.0  # dual: lambda, ascend lambda * log sum_m pi(m|x) (keeps the markers' mass)
 
     def __post_init__(self):
         if self.scale_rewards not in ("group", "none"):
             raise ValueError(f"scale_rewards: expected 'group' or 'none', got {self.scale_rewards!r}")
-        if self.eps <= 0 or self.alpha < 0:
-            raise ValueError("eps must be > 0 and alpha >= 0")
+        if self.eps <= 0 or self.alpha < 0 or self.marker_mass_coef < 0:
+            raise ValueError("eps must be > 0, alpha and marker_mass_coef >= 0")
 
 
 class SeqAdvantages(NamedTuple):
@@ -170,6 +179,8 @@ def dual(rewards, group_ids, mode_ids, n_modes, mode_probs=None, cfg=AdvantageCo
 
     sub_marker = cfg.alpha * sub_p / sub_q * (sub_v - v_bar[sub_group])
     marker = torch.nan_to_num(_normalise(sub_marker[s_seg], g_std, cfg), nan=0.0)
+    if cfg.marker_mass_coef:
+        marker = marker + cfg.marker_mass_coef * (sub_p / sub_q)[s_seg]
     if cfg.weight_reasoning:
         reasoning = reasoning * (sub_p / sub_q)[s_seg]
     return SeqAdvantages(reasoning, marker)

@@ -40,6 +40,8 @@ class RLRunConfig:
     scale_rewards: str = _help("'group' (divide by reward std, GRPO) or 'none' (Dr. GRPO)", "group")
     prefix_weight: float = _help("dual_paper: marker-token multiple", 2.0)
     weight_reasoning: bool = _help("dual: reasoning advantages times p(mode|x)/q(mode), so a mode learns where it is used", False)
+    marker_mass_coef: float = _help("dual: lambda, ascend lambda * log p(any marker | x) so RL cannot leak the markers' "
+                                    "probability to other tokens (0 = off)", 0.0)
     reward_weights: dict = _help(f"reward name -> weight; names: {', '.join(REWARDS)}",
                                  factory=lambda: {"accuracy": 0.9, "format": 0.1})
     judge: JudgeSpec | None = _help("optional judge-model reward", None)
@@ -95,6 +97,10 @@ class RLRunConfig:
             raise ValueError(f"reward_weights: unknown reward(s) {sorted(unknown)}; known: {list(REWARDS)}")
         if self.scale_rewards not in ("group", "none"):
             raise ValueError(f"scale_rewards: expected 'group' or 'none', got {self.scale_rewards!r}")
+        if self.alpha < 0 or self.marker_mass_coef < 0:
+            raise ValueError("alpha and marker_mass_coef must be >= 0")
+        if self.marker_mass_coef and not (self.estimator == "dual" and self.force_modes):
+            raise ValueError("marker_mass_coef needs estimator 'dual' with force_modes (it weights forced markers by p/q)")
         if self.vllm_mode not in ("colocate", "server"):
             raise ValueError(f"vllm_mode: expected 'colocate' or 'server', got {self.vllm_mode!r}")
         self.trl_args = {} if self.trl_args is None else self.trl_args

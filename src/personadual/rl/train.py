@@ -73,7 +73,7 @@ def build_trainer(cfg: RLRunConfig, model=None, tok=None):
     rows = rows_for(items[: cfg.limit], tok)
     peft_config = cfg.lora.to_peft(model) if cfg.lora is not None else None
     adv_cfg = AdvantageConfig(scale_rewards=cfg.scale_rewards, alpha=cfg.alpha, prefix_weight=cfg.prefix_weight,
-                              weight_reasoning=cfg.weight_reasoning)
+                              weight_reasoning=cfg.weight_reasoning, marker_mass_coef=cfg.marker_mass_coef)
     return DualGRPOTrainer(
         model=model, reward_funcs=funcs, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
         peft_config=peft_config, callbacks=[MarkCompleteCallback()], modes=modes, estimator=cfg.estimator,
