@@ -131,7 +131,7 @@ def test_stage_clock_keeps_the_time_a_crashed_stage_ran(tmp_path):
     assert resumed.run("sft", lambda: time.sleep(0.05) or True)
     times = json.loads((tmp_path / "stage_seconds.json").read_text())
     assert times["sft"] >= 0.15  # both runs counted
-    assert json.loads((tmp_path / "stage_seconds.partial.json").read_text()) == {}
+    assert not (tmp_path / "stage_seconds.partial.json").exists()  # nothing in flight any more
     assert not resumed.run("data", lambda: False) and "data" not in resumed.times  # skipped: no time recorded
 
 

@@ -91,7 +91,10 @@ class StageClock:
             self.partial.pop(name, None)
         else:
             self.partial[name] = round(seconds, 1)
-        write_text_atomic(self.partial_path, json.dumps(self.partial, indent=2) + "\n")
+        if self.partial:
+            write_text_atomic(self.partial_path, json.dumps(self.partial, indent=2) + "\n")
+        else:  # nothing in flight: no file left behind
+            self.partial_path.unlink(missing_ok=True)
 
 
 def run_jobs(jobs: dict[str, list[str]], logs: Path, parallel: int, desc: str, threads: int = 1) -> None:
