@@ -244,7 +244,7 @@ def test_mode_probs_once_per_prompt_match_the_engine(sft_model, bench_dir, tmp_p
     digests = trainer._check_layout(inputs, G)
     trainer.processing_class.padding_side = "left"  # as TRL pads prompts
     enc = trainer.processing_class([r["prompt"] for r in inputs], return_tensors="pt", padding=True, add_special_tokens=False)
-    probs = trainer._mode_probs(enc.input_ids, enc.attention_mask, digests)
+    probs, _ = trainer._mode_probs(enc.input_ids, enc.attention_mask, digests)
     expected = Engine(trainer.model, trainer.processing_class).mode_probs([r["prompt"] for r in inputs])
     torch.testing.assert_close(probs, expected, atol=1e-5, rtol=1e-5)
     assert torch.equal(probs[0], probs[G - 1]) and not torch.equal(probs[0], probs[G])  # shared within a group only

@@ -101,9 +101,10 @@ class Engine:
         probs, mass = [], []
         for i in range(0, len(prompts), batch_size):
             ids_BT, mask_BT = self._encode(prompts[i : i + batch_size])
-            logits_BV = self.model(input_ids=ids_BT, attention_mask=mask_BT).logits[:, -1, :].float()
-            probs.append(torch.softmax(logits_BV[:, self.marker_ids], dim=-1).cpu())
-            mass.append(torch.softmax(logits_BV, dim=-1)[:, self.marker_ids].sum(dim=-1).cpu())
+            probs_BM, mass_B = marker_distribution(self.model(input_ids=ids_BT, attention_mask=mask_BT).logits[:, -1, :],
+                                                   self.marker_ids)
+            probs.append(probs_BM.cpu())
+            mass.append(mass_B.cpu())
         if not probs:
             return torch.empty(0, len(self.marker_ids)), torch.empty(0)
         return torch.cat(probs), torch.cat(mass)
@@ -135,8 +136,7 @@ class Engine:
             p_mode, mass = self.mode_stats(prompts, cfg.batch_size)
         else:
             p_mode = check_mode_rows(p_mode, len(prompts))
-        opens = open_modes(modes_per, p_mode, self.modes.names, cfg.temperature)
-        prefixes = [modes_lib.forced_prefix(m, self.modes) for m in opens]
+        prefixes, chosen = opening(modes_per, p_mode, self.modes, cfg.temperature, self.tokenizer)
         inputs = [p + x for p, x in zip(prompts, prefixes)]
         # Sort by length so each batch pads little; results go back in the caller's order.
         order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
@@ -155,8 +155,7 @@ class Engine:
             new_BT = out_BT[:, ids_BT.shape[1] :]
             for row, i in enumerate(idx):
                 toks = _until_end(new_BT[row].tolist(), {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id})
-                chosen = len(self.tokenizer(prefixes[i], add_special_tokens=False).input_ids) if modes_per[i] == AUTO else 0
-                counts[i] = len(toks) + chosen
+                counts[i] = len(toks) + chosen[i]
                 texts[i] = prefixes[i] + self.tokenizer.decode(toks, skip_special_tokens=False)
         return [
             Generation(prompts[i], texts[i], modes_per[i] != AUTO,
@@ -191,12 +190,25 @@ def choose_modes(p_mode, names: Sequence[str], temperature: float) -> list[str]:
     return [names[int(k)] for k in idx]
 
 
-def open_modes(requested: Sequence[str], p_mode, names: Sequence[str], temperature: float) -> list[str]:
-    """The marker each row opens with: the forced mode, or the model's choice for auto rows."""
-    if AUTO not in requested:
-        return list(requested)
-    chosen = choose_modes(p_mode, names, temperature)
-    return [c if m == AUTO else m for m, c in zip(requested, chosen)]
+def opening(requested: Sequence[str], p_mode, modes: ModeSet, temperature: float, tokenizer) -> tuple[list[str], list[int]]:
+    """What each row's completion opens with (both engines): the prefilled text (its forced marker, or
+    the model's choice for an auto row) and how many of its tokens count as generated (an auto row's
+    marker was the model's choice, so it counts; a forced one does not)."""
+    opens = list(requested)
+    if AUTO in requested:
+        chosen = choose_modes(p_mode, modes.names, temperature)
+        opens = [c if m == AUTO else m for m, c in zip(requested, chosen)]
+    prefixes = [modes_lib.forced_prefix(m, modes) for m in opens]
+    n_tokens = {p: len(tokenizer(p, add_special_tokens=False).input_ids) for p in set(prefixes)}  # one per mode
+    return prefixes, [n_tokens[p] if m == AUTO else 0 for p, m in zip(prefixes, requested)]
+
+
+def marker_distribution(logits_BV: torch.Tensor, marker_ids: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """From first-position logits: p(mode | x), the softmax over the marker logits only (B, M), and the
+    marker mass p(any marker | x) under the full softmax (B,), as exp(lse(markers) - lse(all))."""
+    z_BV = logits_BV.float()
+    z_BM = z_BV[:, marker_ids]
+    return torch.softmax(z_BM, dim=-1), torch.exp(torch.logsumexp(z_BM, dim=-1) - torch.logsumexp(z_BV, dim=-1))
 
 
 def check_mode_rows(p_mode, n: int) -> torch.Tensor:

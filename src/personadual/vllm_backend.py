@@ -12,7 +12,7 @@ import math
 from typing import Sequence
 
 from . import modes as modes_lib
-from .generation import Generation, GenerationConfig, check_mode_rows, open_modes
+from .generation import Generation, GenerationConfig, check_mode_rows, opening
 from .modes import AUTO, ModeSet
 
 
@@ -64,13 +64,11 @@ class VLLMEngine:
             import torch
 
             torch.manual_seed(cfg.seed)  # choose_modes samples with torch's RNG
-        prefixes = [modes_lib.forced_prefix(m, self.modes) for m in open_modes(modes_per, p_mode, self.modes.names,
-                                                                                cfg.temperature)]
+        prefixes, chosen = opening(modes_per, p_mode, self.modes, cfg.temperature, self.tokenizer)
         results = self.llm.generate([p + x for p, x in zip(prompts, prefixes)], params, use_tqdm=False)
         gens = []
         for i, res in enumerate(results):
             text = prefixes[i] + res.outputs[0].text.replace(self.tokenizer.eos_token or "\0", "")
-            chosen = len(self.tokenizer(prefixes[i], add_special_tokens=False).input_ids) if modes_per[i] == AUTO else 0
             gens.append(Generation(prompts[i], text, modes_per[i] != AUTO, dict(zip(self.modes.names, p_mode[i])),
-                                   modes_lib.parse(text, self.modes), len(res.outputs[0].token_ids) + chosen))
+                                   modes_lib.parse(text, self.modes), len(res.outputs[0].token_ids) + chosen[i]))
         return gens

@@ -29,6 +29,7 @@ from accelerate.utils import gather_object
 from trl import GRPOTrainer
 
 from .. import modes as modes_lib
+from ..generation import marker_distribution
 from .advantages import AdvantageConfig, SeqAdvantages, get_estimator, token_advantages
 
 NO_MODE = -1
@@ -88,8 +89,10 @@ class DualGRPOTrainer(GRPOTrainer):
     # -- advantages -------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def _mode_probs(self, prompt_ids_BT, prompt_mask_BT, digests: list[str]) -> torch.Tensor:
-        """p(mode | prompt) under the current (= rollout) policy, over the marker tokens only. (B, M)
+    def _mode_probs(self, prompt_ids_BT, prompt_mask_BT, digests: list[str]) -> tuple[torch.Tensor, float]:
+        """p(mode | prompt) under the current (= rollout) policy, over the marker tokens only (B, M), and the
+        mean marker mass p(any marker | x) of the distinct prompts: it falls when RL leaks the markers'
+        probability to other tokens (trap 4).
 
         One prefill per distinct prompt (not per rollout): the G copies of a prompt share it."""
         first: dict = {}  # digest -> row of its first copy, in order of first appearance
@@ -99,11 +102,9 @@ class DualGRPOTrainer(GRPOTrainer):
         # Same call as generation's first step (no explicit position ids), so p is the sampling policy's.
         logits_UV = self.model(input_ids=prompt_ids_BT[rows], attention_mask=prompt_mask_BT[rows],
                                logits_to_keep=1).logits[:, -1, :]
-        probs_UM = torch.softmax(logits_UV[:, self.marker_ids].float(), dim=-1)
-        # p(any marker | x): falls when RL leaks the markers' probability to other tokens (trap 4)
-        self._marker_mass = torch.softmax(logits_UV.float(), dim=-1)[:, self.marker_ids].sum(-1).mean().item()
+        probs_UM, mass_U = marker_distribution(logits_UV, self.marker_ids)
         slot = {d: k for k, d in enumerate(first)}
-        return probs_UM[torch.tensor([slot[d] for d in digests], device=probs_UM.device)]
+        return probs_UM[torch.tensor([slot[d] for d in digests], device=probs_UM.device)], mass_U.mean().item()
 
     def _generate_and_score_completions(self, inputs):
         mode = "train" if self.model.training else "eval"
@@ -134,9 +135,10 @@ class DualGRPOTrainer(GRPOTrainer):
         N = rewards_N.shape[0]
         group_ids = torch.arange(N, device=device) // G
         mode_ids = self.accelerator.gather(mode_local)
-        probs = None
+        probs = mass = None
         if self.force_modes and self.estimator_name == "dual":
-            probs = self.accelerator.gather(self._mode_probs(out["prompt_ids"], out["prompt_mask"], digests)).double()
+            local_probs, mass = self._mode_probs(out["prompt_ids"], out["prompt_mask"], digests)
+            probs = self.accelerator.gather(local_probs).double()
         # Forced rollouts all carry a marker (ids 0..M-1, indexing p). Sampled ones may not: shift by one so
         # "no marker" is a subgroup of its own; there p = q (on-policy), so no probabilities are needed.
         est_mode_ids = mode_ids if self.force_modes else mode_ids + 1
@@ -145,10 +147,10 @@ class DualGRPOTrainer(GRPOTrainer):
         local = slice(start, start + B)
         local_seq = SeqAdvantages(seq.reasoning[local].float().to(device), seq.marker[local].float().to(device))
         out["advantages"] = token_advantages(local_seq, out["completion_mask"], marker_mask_BT)
-        self._log_modes(mode, inputs, rewards_N, mode_ids, group_ids, probs)
+        self._log_modes(mode, inputs, rewards_N, mode_ids, group_ids, probs, mass)
         return out
 
-    def _log_modes(self, mode, inputs, rewards_N, mode_ids, group_ids, probs):
+    def _log_modes(self, mode, inputs, rewards_N, mode_ids, group_ids, probs, mass=None):
         """Per-mode reward, p(mode|x) per persona condition, and how often one mode beat the other."""
         metrics, M = self._metrics[mode], len(self.modes.names)
         r, ids, gids = rewards_N.double().cpu(), mode_ids.cpu(), group_ids.cpu()
@@ -165,8 +167,8 @@ class DualGRPOTrainer(GRPOTrainer):
         if both.any():
             beat = (mean_GM[both].max(dim=1).values - mean_GM[both].min(dim=1).values) > 1e-6
             metrics["dual/mode_beat_share"].append(beat.double().mean().item())
-        if probs is not None and getattr(self, "_marker_mass", None) is not None:
-            metrics["dual/marker_mass"].append(self._marker_mass)
+        if mass is not None:
+            metrics["dual/marker_mass"].append(mass)
         if probs is not None and "personalized" in self.modes.names:
             conds = gather_object([x.get("condition", "all") for x in inputs])
             by_cond = defaultdict(list)
