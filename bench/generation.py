@@ -10,7 +10,7 @@ from _tiny import tiny_setup
 
 from personadual import modes
 from personadual.data import read_items
-from personadual.generation import Engine, GenerationConfig
+from personadual.engine import Engine, GenerationConfig
 
 
 def main(n_prompts: int = 64, max_new_tokens: int = 48):

@@ -3,7 +3,7 @@ import torch
 
 from personadual import modes
 from personadual.data import read_items
-from personadual.generation import Engine, GenerationConfig
+from personadual.engine import Engine, GenerationConfig
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,8 @@ def test_mode_probs_sum_to_one_and_match_first_step_logits(engine, prompts):
     probs = engine.mode_probs(prompts)
     assert probs.shape == (len(prompts), 2)
     assert torch.allclose(probs.sum(-1), torch.ones(len(prompts)), atol=1e-6)
-    enc = engine.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    enc = engine.tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left",
+                          add_special_tokens=False)
     out = engine.model.generate(**enc, max_new_tokens=1, do_sample=False, output_logits=True,
                                 return_dict_in_generate=True, pad_token_id=engine.tokenizer.pad_token_id)
     first_BV = out.logits[0]
@@ -103,17 +104,21 @@ def test_forced_runs_reuse_the_auto_runs_mode_probability(engine, bench_dir, mon
 
 def test_vllm_backend_missing_is_a_clear_error(sft_model):
     # vllm is a GPU-only extra: in the CPU set-up it is absent and the error must say how to get it
+    from personadual.engine import load_engine
+
     try:
         import vllm  # noqa: F401
     except ImportError:
         with pytest.raises(ImportError, match=r"personadual\[vllm\]"):
-            Engine.load(str(sft_model), backend="vllm")
+            load_engine(str(sft_model), backend="vllm")
     else:  # pragma: no cover - only on GPU machines with vLLM
         pytest.fail("vllm is installed in the CPU test environment; this test expects the CPU set-up")
+    with pytest.raises(ValueError, match="backend: expected one of hf, vllm"):
+        load_engine(str(sft_model), backend="tgi")
 
 
 def test_choose_modes_is_argmax_when_greedy_and_tempered_when_sampled():
-    from personadual.generation import choose_modes
+    from personadual.engine import choose_modes
 
     p = [[0.8, 0.2], [0.3, 0.7], [0.5, 0.5]]
     assert choose_modes(p, ["general", "personalized"], 0.0) == ["general", "personalized", "general"]
@@ -136,7 +141,8 @@ def test_auto_opens_with_a_marker_even_when_rl_leaked_the_markers_mass(engine, p
         head[engine.marker_ids] *= 0.0  # every marker's logit becomes 0
         head[engine.marker_ids[0], 0] = 1e-3  # keep a (tiny) preference: general
     eng = Engine(leaky, engine.tokenizer, engine.modes)
-    enc = eng.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    enc = eng.tokenizer(prompts, return_tensors="pt", padding=True, padding_side="left",
+                          add_special_tokens=False)
     free = leaky.generate(**enc, max_new_tokens=1, do_sample=False, pad_token_id=eng.tokenizer.pad_token_id)[:, -1]
     assert not any(int(t) in eng.marker_ids for t in free)  # unconstrained, the marker would be skipped
     gens = eng.generate(prompts, "auto", GenerationConfig(max_new_tokens=8))
@@ -145,42 +151,51 @@ def test_auto_opens_with_a_marker_even_when_rl_leaked_the_markers_mass(engine, p
     assert all(g.num_tokens >= 1 for g in gens)  # the chosen marker counts as generated
 
 
-def test_vllm_backend_opens_auto_rows_with_the_chosen_marker(engine, prompts, monkeypatch):
-    """The vLLM engine, against a stand-in for vllm: auto rows are sent with the marker p(mode|x) picks."""
-    import math
+def _leaky(engine):
+    """A copy of the model whose markers' logits are pushed below ordinary words (trap 4)."""
+    import copy
+
+    leaky = copy.deepcopy(engine.model)
+    with torch.no_grad():
+        head = leaky.get_output_embeddings().weight
+        head[engine.marker_ids] *= 0.0
+        head[engine.marker_ids[1], 0] = 0.05  # a preference the auto choice must see: personalized
+    return Engine(leaky, engine.tokenizer, engine.modes)
+
+
+def test_vllm_engine_scores_every_marker_and_matches_the_hf_engine(engine, prompts, monkeypatch):
+    """The vLLM engine against a stand-in that answers as vLLM does (raw top-k log-probs over the whole
+    vocabulary, prompt log-probs, greedy decoding). The markers sit outside the top k of the leaky model,
+    so p(mode | x) read from ``logprobs=k`` would be 0 for both; read from prompt log-probs it must equal
+    the HF engine's, marker mass included, and auto rows must open with the marker it picks."""
     import sys
-    import types
 
-    sent = []
+    import fake_vllm
 
-    class Out:
-        def __init__(self, text="", token_ids=(), logprobs=None):
-            self.text, self.token_ids, self.logprobs = text, list(token_ids), logprobs
-
-    class LLM:
-        def __init__(self, model, dtype, **kw):
-            pass
-
-        def get_tokenizer(self):
-            return engine.tokenizer
-
-        def generate(self, prompts_, params, use_tqdm=False):
-            if params.max_tokens == 1:  # the p(mode | x) step: personalized twice as likely as general
-                lp = {engine.marker_ids[0]: types.SimpleNamespace(logprob=math.log(1 / 3)),
-                      engine.marker_ids[1]: types.SimpleNamespace(logprob=math.log(2 / 3))}
-                return [types.SimpleNamespace(outputs=[Out(logprobs=[lp])]) for _ in prompts_]
-            sent.extend(prompts_)
-            return [types.SimpleNamespace(outputs=[Out(" so A .", [5, 6, 7])]) for _ in prompts_]
-
-    fake = types.ModuleType("vllm")
-    fake.LLM, fake.SamplingParams = LLM, lambda **kw: types.SimpleNamespace(**kw)
+    hf = _leaky(engine)
+    fake = fake_vllm.module(hf.model, hf.tokenizer)
     monkeypatch.setitem(sys.modules, "vllm", fake)
-    from personadual.vllm_backend import VLLMEngine
+    from personadual.engine.vllm_engine import VLLMEngine
 
     eng = VLLMEngine("unused", engine.modes)
-    gens = eng.generate(prompts[:3], ["auto", "general", "auto"], GenerationConfig(max_new_tokens=8))
-    marker = {m: modes.DEFAULT_MODES.get(m).marker for m in ("general", "personalized")}
+    top = hf.model(**hf.tokenizer(prompts[:1], return_tensors="pt")).logits[0, -1].topk(len(hf.marker_ids)).indices
+    assert not set(top.tolist()) & set(hf.marker_ids)  # the case a top-k read gets wrong
+    p_hf, mass_hf = hf.mode_stats(prompts)
+    p_v, mass_v = eng.mode_stats(prompts)
+    torch.testing.assert_close(p_v.float(), p_hf, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(mass_v.float(), mass_hf, atol=1e-6, rtol=1e-4)
+    assert (p_v[:, 1] > p_v[:, 0]).all() and (mass_v < 0.5).all()
+
+    cfg = GenerationConfig(max_new_tokens=12)
+    requested = ["auto", "general", "auto"]
+    fake.calls.clear()
+    gens = eng.generate(prompts[:3], requested, cfg)
+    sent = [ids for ids, params in fake.calls if params.prompt_logprobs is None]
+    assert sent == hf.input_ids(prompts[:3], requested)  # token ids, never text the server re-tokenizes
     assert [g.mode for g in gens] == ["personalized", "general", "personalized"]
-    assert sent[0].endswith(marker["personalized"] + "\n") and sent[1].endswith(marker["general"] + "\n")
-    assert [g.num_tokens for g in gens] == [5, 3, 5]  # an auto row counts its marker and newline and [g.forced for g in gens] == [False, True, False]
-    assert gens[0].p_mode["personalized"] == pytest.approx(2 / 3)
+    assert [g.forced for g in gens] == [False, True, False]
+    ref = hf.generate(prompts[:3], requested, cfg)
+    assert [g.text for g in gens] == [g.text for g in ref]
+    assert [g.num_tokens for g in gens] == [g.num_tokens for g in ref]  # an auto row counts its marker and newline
+    assert gens[0].num_tokens == ref[0].num_tokens > gens[1].num_tokens - 2
+    assert gens[0].marker_mass == pytest.approx(float(mass_hf[0]), abs=1e-6)

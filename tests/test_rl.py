@@ -166,11 +166,19 @@ def test_rl_trains_and_the_parameters_move(sft_model, bench_dir, tmp_path):
 
 
 def test_lora_rl_trains_the_embedding_rows_the_loss_reads(sft_model, bench_dir, tmp_path):
-    """TRL scores tokens with ``lm_head.weight`` directly: that weight must be the trainable, tied copy."""
-    trainer = make_trainer(sft_model, bench_dir, tmp_path, **{"lora.r": 4})
+    """TRL scores tokens with ``lm_head.weight`` directly: that weight must carry the trainable marker rows
+    (train_embeddings=markers) or be the trainable, tied copy (full)."""
+    trainer = make_trainer(sft_model, bench_dir, tmp_path / "markers", **{"lora.r": 4})
+    head = trainer.model.get_output_embeddings().weight
+    trained = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
+    assert head.requires_grad and any("trainable_tokens_delta" in n for n in trained)
+    assert any("lora_" in n for n in trained)
+    grad = torch.autograd.grad(head[trainer.marker_ids].sum(), [p for n, p in trainer.model.named_parameters()
+                                                                  if "trainable_tokens_delta" in n])
+    assert all(g.abs().sum() > 0 for g in grad)  # the head's marker rows are the trained ones
+    trainer = make_trainer(sft_model, bench_dir, tmp_path / "full", **{"lora.r": 4, "lora.train_embeddings": "full"})
     head, emb = trainer.model.get_output_embeddings().weight, trainer.model.get_input_embeddings().weight
     assert head.requires_grad and head is emb
-    assert any("lora_" in n for n, p in trainer.model.named_parameters() if p.requires_grad)
 
 
 def test_rl_kill_and_resume_gives_the_same_weights(sft_model, bench_dir, tmp_path):
@@ -237,7 +245,7 @@ def test_judge_reward_against_a_local_endpoint():
 
 
 def test_mode_probs_once_per_prompt_match_the_engine(sft_model, bench_dir, tmp_path):
-    from personadual.generation import Engine
+    from personadual.engine import Engine
 
     trainer = make_trainer(sft_model, bench_dir, tmp_path, estimator="dual")
     inputs = batch(trainer, n_prompts=3)

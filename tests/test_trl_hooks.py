@@ -1,4 +1,4 @@
-"""Fails loudly when a TRL upgrade moves a hook DualGRPOTrainer overrides (TRL_NOTES: private methods
+"""Fails loudly when a TRL upgrade moves a hook DualGRPOTrainer overrides (private methods
 change signature between releases). Update personadual/rl/trainer.py, then these pins."""
 
 import inspect
@@ -11,6 +11,7 @@ HOOKS = {
     "_generate_single_turn": ["self", "prompt_ids", "images", "multimodal_fields", "num_generations", "has_tool_images"],
     "_calculate_rewards": ["self", "inputs", "prompts", "completions", "completion_ids_list"],
     "_generate_and_score_completions": ["self", "inputs"],
+    "_tokenize_prompts": ["self", "prompts"],
 }
 
 
@@ -29,3 +30,5 @@ def test_generation_and_advantage_code_paths_we_rely_on_exist():
     src = inspect.getsource(GRPOTrainer._generate_and_score_completions)
     assert "self._calculate_rewards(" in src and '"advantages"' in src
     assert "advantages.dim() == 1" in inspect.getsource(GRPOTrainer._compute_loss)  # per-token advantages accepted
+    # prompts are tokenized through the hook we override (so they get personadual's BOS rule)
+    assert "self._tokenize_prompts(" in inspect.getsource(GRPOTrainer._generate)

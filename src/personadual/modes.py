@@ -121,11 +121,19 @@ def render_messages(
     return messages + [{"role": "user", "content": content}]
 
 
-def render_prompt(tokenizer, question: str, persona: str | None = None, **kwargs) -> str:
-    """Messages -> the model's own chat template, ending where the assistant starts writing."""
-    return tokenizer.apply_chat_template(
-        render_messages(question, persona, **kwargs), tokenize=False, add_generation_prompt=True
-    )
+def render_prompt(tokenizer, question: str, persona: str | None = None, chat_template_kwargs: dict | None = None,
+                  **kwargs) -> str:
+    """Messages -> the model's own chat template, ending where the assistant starts writing.
+
+    ``chat_template_kwargs`` go to the template (Qwen3: ``{"enable_thinking": False}``); every stage
+    passes the model's saved ones (`personadual.tokenization.load_settings`)."""
+    return apply_template(tokenizer, render_messages(question, persona, **kwargs), chat_template_kwargs)
+
+
+def apply_template(tokenizer, messages: list[dict], chat_template_kwargs: dict | None = None) -> str:
+    """The one call to the chat template (training, eval and serving all render through it)."""
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
+                                         **(chat_template_kwargs or {}))
 
 
 def forced_prefix(mode: str, modes: ModeSet = DEFAULT_MODES) -> str:
@@ -134,8 +142,11 @@ def forced_prefix(mode: str, modes: ModeSet = DEFAULT_MODES) -> str:
 
 
 def add_marker_tokens(tokenizer, modes: ModeSet = DEFAULT_MODES) -> int:
-    """Register every marker as one special token. Returns how many were new (resize embeddings!)."""
-    return tokenizer.add_special_tokens({"additional_special_tokens": modes.markers})
+    """Register every marker as one special token, keeping the tokenizer's own special tokens.
+    Returns how many were new (they need embedding rows: `personadual.tokenization.init_new_rows`)."""
+    from .tokenization import add_special_tokens
+
+    return add_special_tokens(tokenizer, modes.markers)
 
 
 def marker_token_ids(tokenizer, modes: ModeSet = DEFAULT_MODES) -> list[int]:
@@ -150,6 +161,18 @@ def marker_token_ids(tokenizer, modes: ModeSet = DEFAULT_MODES) -> list[int]:
             )
         ids.append(toks[0])
     return ids
+
+
+def marker_distribution(logits_BV, marker_ids) -> tuple:
+    """From first-position logits: p(mode | x), the softmax over the marker logits only (B, M), and the
+    marker mass p(any marker | x) under the full softmax (B,), as exp(lse(markers) - lse(all)).
+
+    Both the engines and the RL trainer read the mode choice through this one function."""
+    import torch
+
+    z_BV = logits_BV.float()
+    z_BM = z_BV[:, list(marker_ids)]
+    return torch.softmax(z_BM, dim=-1), torch.exp(torch.logsumexp(z_BM, dim=-1) - torch.logsumexp(z_BV, dim=-1))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Sequence
 import torch
 
 from ..data.schema import OBJECTIVE_CONDITIONS, Item
-from ..generation import Engine, GenerationConfig, choose_modes
+from ..engine import Engine, GenerationConfig, choose_modes
 from ..modes import AUTO
 from .predict import Prediction, predict
 
@@ -89,14 +89,14 @@ def balanced_accuracy(preds: Sequence[Prediction]) -> float | None:
     return round(b, 4) if b is not None else None
 
 
-def mode_check(model, tok, modes, eval_data: str, limit: int) -> dict:
+def mode_check(model, tok, modes, eval_data: str, limit: int, chat_template_kwargs: dict | None = None) -> dict:
     """HAcc, balanced accuracy and the quick summary on a fixed val sample (end of an RL run)."""
     from ..data.schema import read_split, sample_items
     from .predict import quick_summary
 
     model.eval()
     items = sample_items(read_split(eval_data, "val"), limit)
-    runs = runs_by_mode(Engine(model, tok, modes), items, GenerationConfig(max_new_tokens=64))
+    runs = runs_by_mode(Engine(model, tok, modes, dict(chat_template_kwargs or {})), items, GenerationConfig(max_new_tokens=64))
     result = {**hacc(runs), "balanced_acc": balanced_accuracy(runs["auto"]), **quick_summary(runs["auto"])}
     print(f"[check] HAcc {result['hacc']} (decisive {result['decisive']}), balanced acc {result['balanced_acc']}, "
           f"acc {result['acc']}, personalized {result['personalized_acc']}")

@@ -8,7 +8,7 @@ from typing import Sequence
 
 from .. import modes as modes_lib
 from ..data.schema import OBJECTIVE_CONDITIONS, Item
-from ..generation import Engine, GenerationConfig
+from ..engine import Engine, GenerationConfig
 
 
 @dataclass
@@ -40,8 +40,7 @@ def predict(engine: Engine, items: Sequence[Item], mode: str = modes_lib.AUTO, c
     """Generate for every item (``drop_persona`` gives the no-persona upper bound) and score it.
     ``p_mode``: p(mode | prompt) rows already known for these items (see Engine.generate)."""
     prompts = [
-        modes_lib.render_prompt(engine.tokenizer, it.question, None if drop_persona else it.persona,
-                                persona_template=persona_template)
+        engine.render_prompt(it.question, None if drop_persona else it.persona, persona_template=persona_template)
         for it in items
     ]
     gens = engine.generate(prompts, mode, config, p_mode=p_mode)

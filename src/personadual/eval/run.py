@@ -8,7 +8,7 @@ from pathlib import Path
 from .. import modes as modes_lib
 from ..files import write_text_atomic
 from ..data.schema import read_split
-from ..generation import Engine, GenerationConfig
+from ..engine import Engine, GenerationConfig, load_engine
 from .metrics import compute_metrics
 from .modes import runs_by_mode
 from .predict import predict
@@ -17,16 +17,18 @@ from .report import model_report
 
 def evaluate(model_dir: str, data: str, out_dir: str, mode: str = modes_lib.AUTO, forced: bool = True,
              drop_persona: bool = False, limit: int | None = None, batch_size: int = 128,
-             max_new_tokens: int = 96, name: str | None = None, engine: Engine | None = None) -> dict:
+             max_new_tokens: int = 96, name: str | None = None, engine: Engine | None = None,
+             chat_template_kwargs: dict | None = None, backend: str = "hf") -> dict:
     """Run the model on ``data`` (auto or a forced mode); with ``forced`` also once per mode, for HAcc.
 
     ``drop_persona`` removes every persona from the prompts: the interference-free upper bound.
-    metrics.json is written last, so its presence means the evaluation is complete.
+    metrics.json is written last, so its presence means the evaluation is complete. Prompts are
+    rendered with the settings saved with the model unless ``chat_template_kwargs`` says otherwise.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     items = read_split(data, "test")[:limit]
-    engine = engine or Engine.load(model_dir)
+    engine = engine or load_engine(model_dir, backend, chat_template_kwargs=chat_template_kwargs)
     cfg = GenerationConfig(max_new_tokens=max_new_tokens, batch_size=batch_size)
     if forced and mode == modes_lib.AUTO:
         runs = runs_by_mode(engine, items, cfg, drop_persona=drop_persona)
@@ -34,6 +36,7 @@ def evaluate(model_dir: str, data: str, out_dir: str, mode: str = modes_lib.AUTO
         runs = {"auto": predict(engine, items, mode, cfg, drop_persona=drop_persona)}
     metrics = compute_metrics(runs)
     metrics.update({"model": str(model_dir), "data": str(data), "requested_mode": mode, "drop_persona": drop_persona,
+                    "chat_template_kwargs": engine.chat_template_kwargs,
                     "name": name or Path(model_dir).parent.name})
     lines = [json.dumps({**p.to_dict(), "run": run}) for run, preds in runs.items() for p in preds]
     write_text_atomic(out / "predictions.jsonl", "\n".join(lines) + "\n")

@@ -15,6 +15,7 @@ from ..checkpoint import save_final
 from ..data.schema import Item, read_items
 
 PAD, BOS_TURN, EOS_TURN = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
+BOS = "<s>"  # only with TinyModelConfig.bos: a Llama-style tokenizer that adds it
 
 # ChatML, as Qwen uses it: the prompt ends with "<|im_start|>assistant\n".
 CHAT_TEMPLATE = (
@@ -23,6 +24,8 @@ CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
+# Llama 3's habit: the template writes the BOS itself, and the tokenizer adds one too when asked.
+BOS_CHAT_TEMPLATE = "{{ bos_token }}" + CHAT_TEMPLATE
 
 
 @dataclass
@@ -35,6 +38,7 @@ class TinyModelConfig:
     intermediate_size: int = 384
     max_position_embeddings: int = 512
     vocab_size: int = 1024  # target size of the trained BPE vocabulary (specials included)
+    bos: bool = False  # Llama-style: a BOS token the tokenizer adds and the template writes
     seed: int = 0
 
     def __post_init__(self):
@@ -52,15 +56,17 @@ def corpus(items: Iterable[Item]) -> Iterable[str]:
             yield modes_lib.format_response(mode, tr.reasoning, tr.answer)
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024, modes: modes_lib.ModeSet = modes_lib.DEFAULT_MODES):
-    """Byte-level BPE (lossless round trip, like Qwen's) with the mode markers as single special tokens."""
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024, modes: modes_lib.ModeSet = modes_lib.DEFAULT_MODES,
+                    bos: bool = False):
+    """Byte-level BPE (lossless round trip, like Qwen's) with the mode markers as single special tokens.
+    ``bos``: also a BOS token, added on encoding and written by the chat template (Llama-style)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    specials = [PAD, BOS_TURN, EOS_TURN]
+    specials = [PAD, BOS_TURN, EOS_TURN] + ([BOS] if bos else [])
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
@@ -69,7 +75,8 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024, modes: modes_l
     tok.train_from_iterator(texts, trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token=PAD, eos_token=EOS_TURN, unk_token=None,
-        chat_template=CHAT_TEMPLATE, model_max_length=1024,
+        chat_template=BOS_CHAT_TEMPLATE if bos else CHAT_TEMPLATE, model_max_length=1024,
+        **({"bos_token": BOS, "add_bos_token": True} if bos else {}),
     )
     fast.padding_side = "left"  # decoder-only generation pads on the left
     modes_lib.add_marker_tokens(fast, modes)
@@ -94,7 +101,7 @@ def build_model(tokenizer, cfg: TinyModelConfig):
         num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
         head_dim=cfg.hidden_size // cfg.num_heads, max_position_embeddings=cfg.max_position_embeddings,
         tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=None,
+        bos_token_id=tokenizer.bos_token_id,
     )
     config_cls, model_cls = (Qwen3Config, Qwen3ForCausalLM) if cfg.arch == "qwen3" else (LlamaConfig, LlamaForCausalLM)
     model = model_cls(config_cls(**common))
@@ -111,7 +118,7 @@ def init_tiny(data_dir: str | Path, out_dir: str | Path, cfg: TinyModelConfig | 
              for it in read_items(data_dir / f"{split}.jsonl")]
     if not items:
         raise FileNotFoundError(f"{data_dir}: no train/val/test .jsonl files (run `personadual data build`)")
-    tokenizer = train_tokenizer(corpus(items), cfg.vocab_size)
+    tokenizer = train_tokenizer(corpus(items), cfg.vocab_size, bos=cfg.bos)
     model = build_model(tokenizer, cfg)
     save_final(model, tokenizer, out_dir, {"tiny_config.json": json.dumps(asdict(cfg), indent=2) + "\n"})
     n_params = sum(p.numel() for p in model.parameters())

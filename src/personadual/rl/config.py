@@ -17,6 +17,10 @@ LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo", "luspo", "vesp
 SEQUENCE_LEVEL_LOSSES = ("luspo", "vespo")
 
 
+# GRPOConfig fields the stage sets itself and trl_args may not change
+GRPO_FIXED = {"chat_template_kwargs": "prompts are rendered before TRL sees them: set `chat_template_kwargs` at the top level"}
+
+
 @dataclass
 class JudgeSpec:
     endpoint: str = _help("OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1", "")
@@ -71,6 +75,8 @@ class RLRunConfig:
     save_total_limit: int | None = _help("keep at most N checkpoints", 2)
     threads: int | None = _help("torch CPU threads", None)
     modes: dict = _help("mode name -> marker", factory=lambda: {"general": "[General_mode]", "personalized": "[Personalized_mode]"})
+    chat_template_kwargs: dict | None = _help("passed to the chat template for every prompt (Qwen3: {enable_thinking: "
+                                              "false}); saved with the model; null = the SFT model's saved settings", None)
     trl_args: dict = _help("more fields of TRL's GRPOConfig, passed as they are (e.g. max_grad_norm, "
                            "vllm_gpu_memory_utilization, vllm_tensor_parallel_size, vllm_server_host)", factory=dict)
 
@@ -107,4 +113,4 @@ class RLRunConfig:
         if self.trl_args:
             from trl import GRPOConfig
 
-            check_passthrough(GRPOConfig, self.trl_args, {f.name for f in fields(self)})
+            check_passthrough(GRPOConfig, self.trl_args, {f.name for f in fields(self)}, GRPO_FIXED)

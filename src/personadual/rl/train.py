@@ -10,16 +10,18 @@ from .. import modes as modes_lib
 from ..checkpoint import MarkCompleteCallback, prepare_run, save_final_from_trainer
 from ..data.schema import Item
 from ..data.schema import read_split
-from ..sft.train import load_model_and_tokenizer
+from ..sft.train import expose_head_bias, load_model_and_tokenizer
+from ..tokenization import resolve_chat_template_kwargs, settings_text
 from .advantages import AdvantageConfig
 from .config import RLRunConfig
 from .rewards import REWARDS, make_judge_reward
 
 
-def rows_for(items: list[Item], tokenizer) -> list[dict]:
+def rows_for(items: list[Item], tokenizer, chat_template_kwargs: dict | None = None) -> list[dict]:
     """Items -> GRPO dataset rows: the rendered prompt plus the fields rewards and logs read."""
     return [
-        {"prompt": modes_lib.render_prompt(tokenizer, it.question, it.persona), "gold": it.gold, "kind": it.kind,
+        {"prompt": modes_lib.render_prompt(tokenizer, it.question, it.persona, chat_template_kwargs),
+         "gold": it.gold, "kind": it.kind,
          "condition": it.condition, "persona_pull": it.persona_pull or "", "family": it.family, "item_id": it.id,
          "persona": it.persona or "", "question": it.question}
         for it in items
@@ -70,15 +72,18 @@ def build_trainer(cfg: RLRunConfig, model=None, tok=None):
         model, tok = load_model_and_tokenizer(cfg.model, cfg.bf16)
     items = read_split(cfg.data, "train")
     random.Random(cfg.seed).shuffle(items)
-    rows = rows_for(items[: cfg.limit], tok)
-    peft_config = cfg.lora.to_peft(model) if cfg.lora is not None else None
+    rows = rows_for(items[: cfg.limit], tok, resolve_chat_template_kwargs(cfg.chat_template_kwargs, cfg.model))
+    marker_ids = modes_lib.marker_token_ids(tok, modes)
+    peft_config = cfg.lora.to_peft(model, marker_ids) if cfg.lora is not None else None
     adv_cfg = AdvantageConfig(scale_rewards=cfg.scale_rewards, alpha=cfg.alpha, prefix_weight=cfg.prefix_weight,
                               weight_reasoning=cfg.weight_reasoning, marker_mass_coef=cfg.marker_mass_coef)
-    return DualGRPOTrainer(
+    trainer = DualGRPOTrainer(
         model=model, reward_funcs=funcs, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
         peft_config=peft_config, callbacks=[MarkCompleteCallback()], modes=modes, estimator=cfg.estimator,
         advantage_config=adv_cfg, force_modes=cfg.force_modes,
     )
+    expose_head_bias(trainer.model)
+    return trainer
 
 
 def main(cfg: RLRunConfig, resume: bool = False) -> dict:
@@ -89,13 +94,14 @@ def main(cfg: RLRunConfig, resume: bool = False) -> dict:
     trainer.train(resume_from_checkpoint=ckpt)
     final = trainer.model.merge_and_unload() if cfg.lora is not None else trainer.model
     tok = trainer.processing_class
-    extra = {"personadual_rl.yaml": (out / "config.yaml").read_text()}
+    template_kwargs = resolve_chat_template_kwargs(cfg.chat_template_kwargs, cfg.model)
+    extra = {"personadual_rl.yaml": (out / "config.yaml").read_text(), "personadual.json": settings_text(template_kwargs)}
     model_dir = save_final_from_trainer(trainer, final, out / "model", extra, merged_lora=cfg.lora is not None)
     result = {"model_dir": str(model_dir), "steps": trainer.state.global_step, "estimator": cfg.estimator}
     if cfg.eval_data and cfg.eval_limit > 0:
         from ..eval.modes import mode_check
 
         modes = modes_lib.ModeSet.from_dict(cfg.modes)
-        result["check"] = mode_check(final, tok, modes, cfg.eval_data, cfg.eval_limit)
+        result["check"] = mode_check(final, tok, modes, cfg.eval_data, cfg.eval_limit, template_kwargs)
         (out / "rl_check.json").write_text(json.dumps(result["check"], indent=2) + "\n")
     return result

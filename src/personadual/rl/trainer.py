@@ -2,6 +2,9 @@
 
 What changes, and where (everything else -- loss types, KL, clipping, PEFT, vLLM, multi-GPU -- is TRL's):
 
+- `_tokenize_prompts`: text prompts become ids by `personadual.tokenization.prompt_ids`, the rule
+  SFT examples and the engines use. TRL's own call adds special tokens to text that the chat
+  template rendered, which doubles a BOS on Llama-style tokenizers.
 - `_generate_single_turn`: forced exploration. Copy k of a prompt's G rollouts gets mode
   k * M // G; its marker token is appended to the prompt for generation and then put back at the
   start of the completion, so the marker is trained on and scored. Each row is generated on its
@@ -29,7 +32,8 @@ from accelerate.utils import gather_object
 from trl import GRPOTrainer
 
 from .. import modes as modes_lib
-from ..generation import marker_distribution
+from ..modes import marker_distribution
+from ..tokenization import prompt_ids
 from .advantages import AdvantageConfig, SeqAdvantages, get_estimator, token_advantages
 
 NO_MODE = -1
@@ -52,6 +56,11 @@ class DualGRPOTrainer(GRPOTrainer):
         self._rewards_per_func: torch.Tensor | None = None
 
     # -- rollouts ---------------------------------------------------------------------------------
+
+    def _tokenize_prompts(self, prompts: list):
+        if prompts and isinstance(prompts[0], str):
+            return prompt_ids(self.processing_class, prompts), None, {}
+        return super()._tokenize_prompts(prompts)  # conversational prompts: TRL's chat-template path
 
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
         forced = self._forced_markers

@@ -19,8 +19,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..generation import GenerationConfig
+from ..engine import GenerationConfig
 from ..modes import AUTO
+from ..tokenization import prompt_ids
 from . import prompting
 from .batcher import MicroBatcher, Overloaded
 from .config import ServeConfig
@@ -92,8 +93,15 @@ def create_app(engine, config: ServeConfig | None = None) -> FastAPI:
         if max_tokens > cfg.max_tokens_cap:
             raise APIError(400, f"max_tokens={max_tokens} is above this server's cap of {cfg.max_tokens_cap}",
                            param="max_tokens", code="invalid_value")
-        prompt = prompting.build_prompt(tokenizer, req.messages, req.persona)
-        prompt_tokens = len(tokenizer(prompt, add_special_tokens=False).input_ids)
+        template_kwargs = {**engine.chat_template_kwargs, **(req.chat_template_kwargs or {})}
+        try:
+            prompt = prompting.build_prompt(tokenizer, req.messages, req.persona, template_kwargs)
+        except APIError:
+            raise
+        except Exception as e:  # a template that rejects these settings or messages
+            raise APIError(400, f"the chat template could not render this request: {e}", param="chat_template_kwargs",
+                           code="invalid_value") from None
+        prompt_tokens = len(prompt_ids(tokenizer, [prompt])[0])  # the ids the engine will run
         if cfg.max_context_tokens is not None and prompt_tokens + max_tokens > cfg.max_context_tokens:
             raise APIError(400, f"this model's context is {cfg.max_context_tokens} tokens; the prompt has "
                            f"{prompt_tokens} and max_tokens asks for {max_tokens} more: shorten the messages "

@@ -12,17 +12,37 @@ from typing import Optional
 import typer
 
 
-def load_engine(model: Path, backend: str = "hf", device: Optional[str] = None, dtype: Optional[str] = None,
-                trust_remote_code: bool = False):
-    from ..generation import Engine
+def parse_template_kwargs(raw: Optional[str], option: str = "--chat-template-kwargs") -> Optional[dict]:
+    """A JSON object from the command line (None = use the model's saved settings)."""
+    if raw is None:
+        return None
+    import json
 
-    if not Path(model).is_dir():
-        raise typer.BadParameter(f"{model} is not a model directory", param_hint="--model")
-    if backend == "vllm":  # built here to pin safetensors: vLLM's "auto" format would fall back to pickled .bin
-        from ..vllm_backend import VLLMEngine
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise typer.BadParameter(f"not valid JSON: {e.msg}", param_hint=option) from None
+    if not isinstance(value, dict):
+        raise typer.BadParameter(f"expected a JSON object such as '{{\"enable_thinking\": false}}', got {raw!r}",
+                                 param_hint=option)
+    return value
 
-        return VLLMEngine(str(model), dtype=dtype, load_format="safetensors", trust_remote_code=trust_remote_code)
-    return Engine.load(str(model), device=device, dtype=dtype, backend=backend, trust_remote_code=trust_remote_code)
+
+def open_engine(model: Path, backend: str = "hf", device: Optional[str] = None, dtype: Optional[str] = None,
+                trust_remote_code: bool = False, chat_template_kwargs: Optional[dict] = None):
+    """`personadual.engine.load_engine`, with its errors as command-line errors."""
+    from ..engine import load_engine
+
+    try:
+        return load_engine(model, backend, device, dtype, trust_remote_code, chat_template_kwargs)
+    except FileNotFoundError as e:
+        raise typer.BadParameter(str(e), param_hint="--model") from None
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
+TEMPLATE_KWARGS_HELP = ("JSON object passed to the chat template (e.g. '{\"enable_thinking\": false}'); "
+                        "default: the settings saved with the model")
 
 
 def context_length(engine) -> Optional[int]:
@@ -53,6 +73,7 @@ def serve_command(
     max_request_bytes: int = typer.Option(1_000_000, help="refuse larger request bodies (413)"),
     max_queue: int = typer.Option(1024, help="refuse requests (503) beyond this many queued"),
     trust_remote_code: bool = typer.Option(False, help="run the checkpoint's own Python code (only for models you trust)"),
+    chat_template_kwargs: Optional[str] = typer.Option(None, help=TEMPLATE_KWARGS_HELP),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch (default: torch's choice)"),
     log_level: str = typer.Option("info", help="uvicorn log level"),
 ):
@@ -76,7 +97,7 @@ def serve_command(
         import torch
 
         torch.set_num_threads(threads)
-    engine = load_engine(model, backend, device, dtype, trust_remote_code)
+    engine = open_engine(model, backend, device, dtype, trust_remote_code, parse_template_kwargs(chat_template_kwargs))
     cfg.max_context_tokens = context_length(engine)
     typer.echo(f"serving {cfg.model_name!r} on http://{host}:{port}/v1 (auth {'on' if cfg.api_key else 'off'})", err=True)
     uvicorn.run(create_app(engine, cfg), host=host, port=port, log_level=log_level, access_log=False,
@@ -92,18 +113,20 @@ def chat_command(
     show_reasoning: bool = typer.Option(True, help="print the reasoning above the answer"),
     backend: str = typer.Option("hf", help="hf | vllm"),
     trust_remote_code: bool = typer.Option(False, help="run the checkpoint's own Python code"),
+    chat_template_kwargs: Optional[str] = typer.Option(None, help=TEMPLATE_KWARGS_HELP),
 ):
     """Chat with a model in the terminal; each answer shows the chosen mode and p(mode).
 
     Commands: /persona TEXT (no text: clear it), /mode auto|general|personalized, /quit.
     Each question is answered on its own (PersonaDual models are trained single-turn).
     """
-    from ..generation import GenerationConfig
+    from ..engine import GenerationConfig
     from ..modes import AUTO
     from .prompting import build_prompt
     from .schemas import Message
 
-    engine = load_engine(model, backend, trust_remote_code=trust_remote_code)
+    engine = open_engine(model, backend, trust_remote_code=trust_remote_code,
+                         chat_template_kwargs=parse_template_kwargs(chat_template_kwargs))
     names = [AUTO, *engine.modes.names]
     if mode not in names:
         raise typer.BadParameter(f"unknown mode {mode!r}; expected one of {', '.join(names)}", param_hint="--mode")
@@ -132,7 +155,8 @@ def chat_command(
         elif line.startswith("/"):
             typer.secho(f"unknown command {line.split()[0]!r}: /persona TEXT, /mode NAME, /quit", fg="red")
         else:
-            prompt = build_prompt(engine.tokenizer, [Message(role="user", content=line)], persona)
+            prompt = build_prompt(engine.tokenizer, [Message(role="user", content=line)], persona,
+                                  engine.chat_template_kwargs)
             g = engine.generate([prompt], mode, gen_cfg)[0]
             p = " ".join(f"{k}={v:.2f}" for k, v in g.p_mode.items())
             typer.secho(f"[{g.mode or 'no marker'}{' (forced)' if g.forced else ''}] p(mode): {p}", fg="cyan")

@@ -15,7 +15,10 @@ from .. import modes as modes_lib
 from .schemas import APIError, Message
 
 
-def build_prompt(tokenizer, messages: list[Message], persona: str | None = None) -> str:
+def build_prompt(tokenizer, messages: list[Message], persona: str | None = None,
+                 chat_template_kwargs: dict | None = None) -> str:
+    """The request's messages -> the prompt text, rendered with the model's template settings
+    (``chat_template_kwargs``: the server's, updated by the request's own)."""
     system = [m.text for m in messages if m.role in ("system", "developer")]
     turns = [m for m in messages if m.role in ("user", "assistant")]
     if not turns or turns[-1].role != "user":
@@ -31,7 +34,7 @@ def build_prompt(tokenizer, messages: list[Message], persona: str | None = None)
     last = modes_lib.render_messages(turns[-1].text, persona.strip() or None)[-1]
     chat = ([{"role": "system", "content": system_prompt}] if system_prompt else [])
     chat += [{"role": m.role, "content": m.text} for m in turns[:-1]] + [last]
-    return tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+    return modes_lib.apply_template(tokenizer, chat, chat_template_kwargs)
 
 
 def new_id() -> str:

@@ -52,6 +52,7 @@ class ChatRequest(BaseModel):
     messages: list[Message] = Field(min_length=1)
     persona: str | None = None  # PersonaDual extension; else the system message(s) are the persona
     mode: str = "auto"  # auto, or a mode name to force (checked against the engine's ModeSet)
+    chat_template_kwargs: dict | None = None  # vLLM's extension: updates the server's template settings
     include_reasoning: bool = False  # PersonaDual extension: return the reasoning too
     temperature: float = Field(0.0, ge=0.0, le=2.0)  # 0 = greedy (our default, unlike OpenAI's 1)
     top_p: float = Field(1.0, gt=0.0, le=1.0)

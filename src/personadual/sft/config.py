@@ -19,33 +19,62 @@ SFT_FIXED = {"completion_only_loss": "the loss is on completions only (prompts a
              "warmup_steps": "from warmup_ratio"}
 
 
+EMBEDDING_CHOICES = ("markers", "full", "none")
+
+
 @dataclass
 class LoraSpec:
     r: int = _help("LoRA rank", 16)
     alpha: int = _help("LoRA alpha (scale = alpha / r)", 32)
     dropout: float = _help("LoRA dropout", 0.05)
     target_modules: list[str] | str = _help("modules to adapt ('all-linear' or a list)", "all-linear")
-    train_embeddings: bool = _help("also train the input and output embeddings in full, so the mode markers "
-                                   "(new tokens) can be learned; off = LoRA only, markers keep their initial rows", True)
+    train_embeddings: str = _help("which embedding rows train beside the adapters, so the mode markers (new tokens) "
+                                  "can be learned: 'markers' (only the markers' rows, input and output tables), "
+                                  "'full' (both tables in full), 'none' (markers keep their initial rows); "
+                                  "true = markers, false = none", "markers")
 
-    def to_peft(self, model=None):
+    def __post_init__(self):
+        if isinstance(self.train_embeddings, bool):
+            self.train_embeddings = "markers" if self.train_embeddings else "none"
+        if self.train_embeddings not in EMBEDDING_CHOICES:
+            raise ValueError(f"lora.train_embeddings: expected one of {', '.join(EMBEDDING_CHOICES)} (or true/false), "
+                             f"got {self.train_embeddings!r}")
+
+    def to_peft(self, model=None, marker_ids=None):
         """The PEFT LoraConfig (``model`` names its embedding modules; else Llama/Qwen's names).
 
-        Why full embeddings: a mode marker is a token the base model never produced, and choosing a mode
-        is the logit of its row in the LM head. Frozen rows leave LoRA to bend every hidden state toward
-        two random vectors: on the tiny recipe p(personalized) then stayed at ~0.33 on every condition
-        and auto never chose the personalized mode. PEFT's ``trainable_token_indices`` would train just
-        those rows, but TRL 1.16 scores tokens with ``lm_head.weight`` directly (its fused LM head), which
-        ignores that wrapper; ``modules_to_save`` copies are read there, and tied embeddings stay tied.
+        Why the markers' rows must train: a mode marker is a token the base model never produced, and
+        choosing a mode is the logit of its row in the LM head. Frozen rows leave LoRA to bend every
+        hidden state toward two fixed vectors, and the mode choice barely moves.
+
+        'markers' trains those rows alone with PEFT's ``trainable_token_indices``: a few thousand
+        parameters where the full tables of Qwen3-8B (untied, 2 x 151,936 x 4,096) would be 1.24B plus
+        their Adam state. An untied head gets its own indices; a tied table is wrapped once and PEFT
+        ties the head to it. TRL's fused LM head reads ``lm_head.weight``, which PEFT's wrapper serves
+        with the trained rows merged in, so the loss sees them (tested for tied and untied tables).
+        'full' (``modules_to_save``) is the fallback for a stack where that wrapper is not honoured.
         """
         from peft import LoraConfig
 
-        extra = {}
-        if self.train_embeddings:
-            names = embedding_module_names(model) if model is not None else ["embed_tokens", "lm_head"]
+        extra: dict = {}
+        names = embedding_module_names(model) if model is not None else ["embed_tokens", "lm_head"]
+        if self.train_embeddings == "markers":
+            if not marker_ids:
+                raise ValueError("lora.train_embeddings=markers needs the marker token ids")
+            ids = sorted(set(int(i) for i in marker_ids))
+            if model is not None and len(names) == 2 and not _tied(model):
+                extra = {"trainable_token_indices": {n: ids for n in names}}
+            else:
+                extra = {"trainable_token_indices": ids, "ensure_weight_tying": True}
+        elif self.train_embeddings == "full":
             extra = {"modules_to_save": names, "ensure_weight_tying": True}
         return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
                           target_modules=self.target_modules, task_type="CAUSAL_LM", **extra)
+
+
+def _tied(model) -> bool:
+    head = model.get_output_embeddings()
+    return head is None or head.weight is model.get_input_embeddings().weight
 
 
 def embedding_module_names(model) -> list[str]:
@@ -85,7 +114,10 @@ class SFTRunConfig:
     save_total_limit: int | None = _help("keep at most N checkpoints", 2)
     threads: int | None = _help("torch CPU threads (None = torch default)", None)
     modes: dict = _help("mode name -> marker", factory=lambda: {"general": "[General_mode]", "personalized": "[Personalized_mode]"})
-    add_marker_tokens: bool = _help("register markers as special tokens (resizes embeddings when new)", True)
+    add_marker_tokens: bool = _help("register markers as special tokens (new ones start at the mean embedding row)", True)
+    chat_template_kwargs: dict | None = _help("passed to the chat template wherever a prompt is rendered (Qwen3: "
+                                              "{enable_thinking: false}); saved with the model; null = the start "
+                                              "model's saved settings, {} = none", None)
     trl_args: dict = _help("more fields of TRL's SFTConfig, passed as they are (e.g. packing, max_grad_norm, report_to)",
                            factory=dict)
 

@@ -53,8 +53,9 @@ ALL_MIXES = (*MIXES, "pretrain")
 
 def build_examples(items: Iterable[Item], mix: str, tokenizer, modes: modes_lib.ModeSet = modes_lib.DEFAULT_MODES,
                    persona_template: str = modes_lib.PAPER_PERSONA_TEMPLATE, cross_mode_share: float = 0.0,
-                   seed: int = 0) -> list[Example]:
-    """Items -> prompt/completion text pairs for TRL's SFTTrainer (prompt rendered with the model's template)."""
+                   seed: int = 0, chat_template_kwargs: dict | None = None) -> list[Example]:
+    """Items -> prompt/completion text pairs (prompt rendered with the model's template and
+    ``chat_template_kwargs``); `personadual.tokenization.example_ids` turns each into training ids."""
     if mix not in ALL_MIXES:
         raise ValueError(f"mix: unknown {mix!r}; known: {list(ALL_MIXES)}")
     eos = tokenizer.eos_token or ""
@@ -71,7 +72,7 @@ def build_examples(items: Iterable[Item], mix: str, tokenizer, modes: modes_lib.
                 raise ValueError(f"item {it.id}: meta.knowledge needs question, reasoning and answer, got {k!r}")
             question, reasoning, answer = ((k["question"], k["reasoning"], k["answer"]) if k
                                            else (it.question, it.traces["general"].reasoning, it.traces["general"].answer))
-            prompt = modes_lib.render_prompt(tokenizer, question, None)
+            prompt = modes_lib.render_prompt(tokenizer, question, None, chat_template_kwargs)
             out.append({"prompt": prompt, "completion": f"{reasoning}\n{modes_lib.format_answer(answer)}{eos}"})
         return out
     pick = MIXES[mix]
@@ -82,7 +83,8 @@ def build_examples(items: Iterable[Item], mix: str, tokenizer, modes: modes_lib.
         chosen = [mode]
         if mix == "dual" and cross_mode_share > 0 and random.Random(f"{seed}-{it.id}").random() < cross_mode_share:
             chosen += [m for m in it.traces if m != mode and it.trace_correct(m)]
-        prompt = modes_lib.render_prompt(tokenizer, it.question, it.persona, persona_template=persona_template)
+        prompt = modes_lib.render_prompt(tokenizer, it.question, it.persona, chat_template_kwargs,
+                                         persona_template=persona_template)
         for m in chosen:
             tr = it.traces[m]
             out.append({"prompt": prompt, "completion": modes_lib.format_response(m, tr.reasoning, tr.answer, modes) + eos})

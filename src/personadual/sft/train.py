@@ -12,8 +12,43 @@ import json
 from .. import modes as modes_lib
 from ..checkpoint import MarkCompleteCallback, prepare_run, save_final_from_trainer
 from ..data.schema import read_split, sample_items
+from ..tokenization import example_ids, init_new_rows, resolve_chat_template_kwargs, settings_text
 from .config import SFTRunConfig
 from .mixes import build_examples
+
+
+def register_markers(model, tok, modes) -> list[int]:
+    """Add the mode markers to the tokenizer (if new) and give new ones embedding rows; their ids.
+
+    Never shrinks the table (Qwen3 pads it past the vocabulary, so new ids usually fit without a
+    resize), and starts every new row at the mean of the trained rows, also where it lands on a
+    padding row nobody trained."""
+    n_before = len(tok)
+    added = modes_lib.add_marker_tokens(tok, modes)
+    if added and len(tok) > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tok), mean_resizing=False)
+    ids = modes_lib.marker_token_ids(tok, modes)  # fails loudly if a marker is not one token
+    if added:
+        init_new_rows(model, [i for i in ids if i >= n_before], n_before)
+    return ids
+
+
+def expose_head_bias(model) -> None:
+    """Let TRL's fused LM head read a marker-row-trained head.
+
+    TRL computes log-probs from ``lm_head.weight`` and ``lm_head.bias`` directly. PEFT's
+    trainable-token wrapper serves ``weight`` with the trained rows merged in, but has no ``bias``;
+    a bias-free head (Qwen, Llama) gets an explicit ``bias = None`` on the wrapper. A head with a
+    bias is refused, with the fallback named.
+    """
+    head = model.get_output_embeddings()
+    if type(head).__name__ != "TrainableTokensWrapper" or "bias" in vars(head):
+        return
+    bias = getattr(head.get_base_layer() if hasattr(head, "get_base_layer") else head.original_module, "bias", None)
+    if bias is not None:
+        raise ValueError("lora.train_embeddings=markers: this model's LM head has a bias, which PEFT's trainable-token "
+                         "wrapper does not pass to TRL's fused LM head; use lora.train_embeddings=full")
+    head.bias = None
 
 
 def load_model_and_tokenizer(path: str, bf16: bool = False):
@@ -52,20 +87,22 @@ def main(cfg: SFTRunConfig, resume: bool = False) -> dict:
 
     modes = modes_lib.ModeSet.from_dict(cfg.modes)
     model, tok = load_model_and_tokenizer(cfg.model, cfg.bf16)
-    # New marker tokens need embedding rows; never shrink (Qwen3 pads its table past the vocabulary).
-    if cfg.add_marker_tokens and modes_lib.add_marker_tokens(tok, modes) and len(tok) > model.get_input_embeddings().num_embeddings:
-        model.resize_token_embeddings(len(tok))
-    modes_lib.marker_token_ids(tok, modes)  # fails loudly if a marker is not one token
+    marker_ids = register_markers(model, tok, modes) if cfg.add_marker_tokens else modes_lib.marker_token_ids(tok, modes)
+    template_kwargs = resolve_chat_template_kwargs(cfg.chat_template_kwargs, cfg.model)
 
     items = read_split(cfg.data, "train")[: cfg.limit]
-    examples = build_examples(items, cfg.mix, tok, modes, cross_mode_share=cfg.cross_mode_share, seed=cfg.seed)
+    examples = build_examples(items, cfg.mix, tok, modes, cross_mode_share=cfg.cross_mode_share, seed=cfg.seed,
+                              chat_template_kwargs=template_kwargs)
     if not examples:
         raise ValueError(f"{cfg.data}: mix {cfg.mix!r} selected no training examples")
     print(f"[sft] {len(examples)} examples ({cfg.mix}) from {len(items)} items")
 
-    peft_config = cfg.lora.to_peft(model) if cfg.lora is not None else None
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples), processing_class=tok,
+    peft_config = cfg.lora.to_peft(model, marker_ids) if cfg.lora is not None else None
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(example_ids(tok, examples)), processing_class=tok,
                          peft_config=peft_config, callbacks=[MarkCompleteCallback()])
+    expose_head_bias(trainer.model)
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    print(f"[sft] trainable parameters: {trainable:,}")
     if ckpt:
         print(f"[sft] resuming from {ckpt}")
     trainer.train(resume_from_checkpoint=ckpt)
@@ -73,23 +110,25 @@ def main(cfg: SFTRunConfig, resume: bool = False) -> dict:
     final = trainer.model
     if cfg.lora is not None:
         final = final.merge_and_unload()  # a standalone model every later stage can from_pretrained
-    extra = {"personadual_sft.yaml": (out / "config.yaml").read_text()}
+    extra = {"personadual_sft.yaml": (out / "config.yaml").read_text(), "personadual.json": settings_text(template_kwargs)}
     model_dir = save_final_from_trainer(trainer, final, out / "model", extra, merged_lora=cfg.lora is not None)
-    result = {"model_dir": str(model_dir), "examples": len(examples), "steps": trainer.state.global_step}
+    result = {"model_dir": str(model_dir), "examples": len(examples), "steps": trainer.state.global_step,
+              "trainable_params": trainable}
     if cfg.eval_data and cfg.eval_limit > 0 and cfg.mix != "pretrain":
-        result["check"] = end_of_run_check(final, tok, modes, cfg.eval_data, cfg.eval_limit)
+        result["check"] = end_of_run_check(final, tok, modes, cfg.eval_data, cfg.eval_limit, template_kwargs)
         (out / "sft_check.json").write_text(json.dumps(result["check"], indent=2) + "\n")
     return result
 
 
-def end_of_run_check(model, tok, modes, eval_data: str, limit: int) -> dict:
+def end_of_run_check(model, tok, modes, eval_data: str, limit: int, chat_template_kwargs: dict | None = None) -> dict:
     """Greedy auto-mode generation on a val sample: format, mode choice, accuracy. Printed and returned."""
     from ..eval.predict import predict, quick_summary
-    from ..generation import Engine, GenerationConfig
+    from ..engine import Engine, GenerationConfig
 
     model.eval()
     items = sample_items(read_split(eval_data, "val"), limit)
-    summary = quick_summary(predict(Engine(model, tok, modes), items, config=GenerationConfig(max_new_tokens=64)))
+    engine = Engine(model, tok, modes, dict(chat_template_kwargs or {}))
+    summary = quick_summary(predict(engine, items, config=GenerationConfig(max_new_tokens=64)))
     print(f"[sft] check on {summary['n']} val items: well-formed {summary['well_formed']}, "
           f"preferred mode {summary['preferred_mode_agreement']}, acc {summary['acc']}, "
           f"personalized {summary['personalized_acc']}")

@@ -1,0 +1,133 @@
+"""The engine on a Hugging Face model (CPU or GPU): batched, KV-cached generation.
+
+Memory: the p(mode | prompt) pass asks the model for the last position's logits only
+(``logits_to_keep=1``). Without it a causal LM returns logits at every position, B x T x V: at
+V = 151,936 (Qwen3), 128 prompts of 512 tokens that is about 20 GB in bf16 for one row per prompt.
+``generate`` keeps one position per step by itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+
+from .. import modes as modes_lib
+from ..modes import AUTO, ModeSet, marker_distribution
+from ..tokenization import end_of_sequence_ids, load_settings
+from .types import EngineBase, Generation, GenerationConfig, check_mode_rows, opening, until_end
+
+
+@dataclass
+class Engine(EngineBase):
+    """Wraps a model + tokenizer. Build with `Engine.load(path)` or from objects already in memory."""
+
+    model: object
+    tokenizer: object
+    modes: ModeSet = field(default_factory=lambda: modes_lib.DEFAULT_MODES)
+    chat_template_kwargs: dict = field(default_factory=dict)  # how prompts are rendered (saved with the model)
+
+    def __post_init__(self):
+        self.marker_ids = modes_lib.marker_token_ids(self.tokenizer, self.modes)
+        self.end_ids = end_of_sequence_ids(self.model, self.tokenizer)
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else self.end_ids[0]
+
+    @classmethod
+    def load(cls, path: str, device: str | None = None, dtype: str | None = None, modes: ModeSet | None = None,
+             trust_remote_code: bool = False, chat_template_kwargs: dict | None = None):
+        """Load a saved model directory (safetensors only), with the prompt settings saved beside it
+        unless ``chat_template_kwargs`` says otherwise. Another backend: `personadual.engine.load_engine`."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=getattr(torch, dtype) if dtype else "auto", use_safetensors=True,
+            trust_remote_code=trust_remote_code,
+        ).to(device).eval()
+        kwargs = chat_template_kwargs if chat_template_kwargs is not None else load_settings(path).get("chat_template_kwargs", {})
+        return cls(model, tok, modes or modes_lib.DEFAULT_MODES, dict(kwargs))
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    def _batch(self, rows: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded ids and attention mask (decoder-only batches pad on the left)."""
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            if r:
+                ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
+                mask[i, width - len(r):] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    @torch.no_grad()
+    def mode_stats(self, prompts: Sequence[str], batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+        """p(mode | prompt) (N, n_modes), the softmax of the marker logits at the first completion
+        position, and the marker mass (N,): the full softmax's total on the markers."""
+        probs, mass = [], []
+        rows = self.prompt_ids(prompts)
+        for i in range(0, len(rows), batch_size):
+            ids_BT, mask_BT = self._batch(rows[i : i + batch_size])
+            logits_BV = self.model(input_ids=ids_BT, attention_mask=mask_BT, logits_to_keep=1).logits[:, -1, :]
+            probs_BM, mass_B = marker_distribution(logits_BV, self.marker_ids)
+            probs.append(probs_BM.cpu())
+            mass.append(mass_B.cpu())
+        if not probs:
+            return torch.empty(0, len(self.marker_ids)), torch.empty(0)
+        return torch.cat(probs), torch.cat(mass)
+
+    def mode_probs(self, prompts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+        """p(mode | prompt), shape (N, n_modes)."""
+        return self.mode_stats(prompts, batch_size)[0]
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[str], mode: str | Sequence[str] = AUTO,
+                 config: GenerationConfig | None = None, p_mode: Sequence[Sequence[float]] | None = None) -> list[Generation]:
+        """Generate one completion per prompt. ``mode`` is one mode for all prompts, or one per prompt.
+
+        ``p_mode``: p(mode | prompt) rows already computed for these prompts (it does not depend on a
+        forced marker, so an eval's later runs reuse the first one's); None = one prefill pass here,
+        which also gives each Generation its ``marker_mass``.
+        """
+        cfg = config or GenerationConfig()
+        modes_per = self.requested_modes(prompts, mode)
+        if cfg.seed is not None:
+            torch.manual_seed(cfg.seed)
+        mass = None
+        if p_mode is None:
+            p_mode, mass = self.mode_stats(prompts, cfg.batch_size)
+        else:
+            p_mode = check_mode_rows(p_mode, len(prompts))
+        opened = opening(modes_per, p_mode, self.modes, cfg.temperature, self.tokenizer)
+        inputs = [p + x for p, x in zip(self.prompt_ids(prompts), opened.ids)]
+        # Sort by length so each batch pads little; results go back in the caller's order.
+        order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
+        texts: list[str] = [""] * len(inputs)
+        counts: list[int] = [0] * len(inputs)
+        end = set(self.end_ids) | {self.pad_id}
+        for start in range(0, len(order), cfg.batch_size):
+            idx = order[start : start + cfg.batch_size]
+            ids_BT, mask_BT = self._batch([inputs[i] for i in idx])
+            out_BT = self.model.generate(
+                input_ids=ids_BT, attention_mask=mask_BT, max_new_tokens=cfg.max_new_tokens,
+                do_sample=cfg.temperature > 0, temperature=cfg.temperature if cfg.temperature > 0 else None,
+                top_p=cfg.top_p if cfg.temperature > 0 else None, top_k=None,
+                stop_strings=list(cfg.stop) or None, tokenizer=self.tokenizer,
+                pad_token_id=self.pad_id, eos_token_id=self.end_ids,
+            )
+            new_BT = out_BT[:, ids_BT.shape[1] :]
+            for row, i in enumerate(idx):
+                toks = until_end(new_BT[row].tolist(), end)
+                counts[i] = len(toks) + opened.counted[i]
+                texts[i] = opened.texts[i] + self.tokenizer.decode(toks, skip_special_tokens=False)
+        return [
+            Generation(prompts[i], texts[i], modes_per[i] != AUTO,
+                       dict(zip(self.modes.names, p_mode[i].tolist())), modes_lib.parse(texts[i], self.modes), counts[i],
+                       float(mass[i]) if mass is not None else None)
+            for i in range(len(prompts))
+        ]

@@ -1,0 +1,102 @@
+"""The engine on vLLM (``load_engine(path, backend="vllm")``); needs personadual[vllm] and a GPU.
+
+Prompts are sent as token ids (`personadual.tokenization.prompt_ids`), never as text: vLLM
+tokenizes a text prompt with special tokens added, which doubles a BOS that the chat template
+already wrote.
+
+p(mode | prompt) is scored, not sampled. ``SamplingParams(logprobs=k)`` returns the top k of the
+whole vocabulary before ``allowed_token_ids`` applies, so a marker outside the top k would get
+probability 0. Instead each marker is appended to the prompt and its prompt log-prob read back
+(``prompt_logprobs=0``): log p(marker | prompt) under the full softmax, exactly what the HF engine
+reads from its logits. That gives the marker mass as well. It costs one prefill per marker; such
+requests skip vLLM's prefix cache.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from .. import modes as modes_lib
+from ..modes import AUTO, ModeSet
+from ..tokenization import load_settings
+from .types import EngineBase, Generation, GenerationConfig, check_mode_rows, opening
+
+
+def _require_vllm():
+    try:
+        import vllm
+    except ImportError as e:
+        raise ImportError(
+            "the vLLM backend needs vLLM: pip install 'personadual[vllm]' (GPU only); "
+            "or use backend='hf'"
+        ) from e
+    return vllm
+
+
+class VLLMEngine(EngineBase):
+    def __init__(self, path: str, modes: ModeSet = modes_lib.DEFAULT_MODES, dtype: str | None = None,
+                 chat_template_kwargs: dict | None = None, **llm_kwargs):
+        vllm = _require_vllm()
+        self.llm = vllm.LLM(model=path, dtype=dtype or "auto", **llm_kwargs)
+        self.tokenizer = self.llm.get_tokenizer()
+        self.modes = modes
+        self.marker_ids = modes_lib.marker_token_ids(self.tokenizer, modes)
+        saved = load_settings(path).get("chat_template_kwargs", {})
+        self.chat_template_kwargs = dict(chat_template_kwargs if chat_template_kwargs is not None else saved)
+
+    def mode_stats(self, prompts: Sequence[str], batch_size: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """p(mode | prompt) (N, M) and the marker mass (N,), from each marker's prompt log-prob."""
+        from vllm import SamplingParams
+
+        rows = self.prompt_ids(prompts)
+        if not rows:
+            return torch.empty(0, len(self.marker_ids), dtype=torch.float64), torch.empty(0, dtype=torch.float64)
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False)
+        requests = [{"prompt_token_ids": ids + [m]} for ids in rows for m in self.marker_ids]
+        results = self.llm.generate(requests, params, use_tqdm=False)
+        M = len(self.marker_ids)
+        logp_NM = torch.tensor([[_last_prompt_logprob(results[i * M + k], m) for k, m in enumerate(self.marker_ids)]
+                                for i in range(len(rows))], dtype=torch.float64)
+        return torch.softmax(logp_NM, dim=1), torch.logsumexp(logp_NM, dim=1).exp()
+
+    def mode_probs(self, prompts: Sequence[str], batch_size: int = 0) -> torch.Tensor:
+        return self.mode_stats(prompts, batch_size)[0]
+
+    def generate(self, prompts: Sequence[str], mode: str | Sequence[str] = AUTO,
+                 config: GenerationConfig | None = None, p_mode: Sequence[Sequence[float]] | None = None) -> list[Generation]:
+        from vllm import SamplingParams
+
+        cfg = config or GenerationConfig()
+        modes_per = self.requested_modes(prompts, mode)
+        params = SamplingParams(max_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                                stop=list(cfg.stop), include_stop_str_in_output=True, skip_special_tokens=False,
+                                seed=cfg.seed)
+        mass = None
+        if p_mode is None:
+            p_mode, mass = self.mode_stats(prompts)
+        else:
+            p_mode = check_mode_rows(p_mode, len(prompts))
+        if cfg.seed is not None:
+            torch.manual_seed(cfg.seed)  # choose_modes samples with torch's RNG
+        opened = opening(modes_per, p_mode, self.modes, cfg.temperature, self.tokenizer)
+        requests = [{"prompt_token_ids": p + x} for p, x in zip(self.prompt_ids(prompts), opened.ids)]
+        results = self.llm.generate(requests, params, use_tqdm=False)
+        gens = []
+        for i, res in enumerate(results):
+            text = opened.texts[i] + res.outputs[0].text.replace(self.tokenizer.eos_token or "\0", "")
+            gens.append(Generation(prompts[i], text, modes_per[i] != AUTO, dict(zip(self.modes.names, p_mode[i].tolist())),
+                                   modes_lib.parse(text, self.modes), len(res.outputs[0].token_ids) + opened.counted[i],
+                                   float(mass[i]) if mass is not None else None))
+        return gens
+
+
+def _last_prompt_logprob(result, token_id: int) -> float:
+    """log p(last prompt token | the tokens before it) from a ``prompt_logprobs`` result."""
+    entry = result.prompt_logprobs[-1] if result.prompt_logprobs else None
+    if not entry or token_id not in entry:
+        raise RuntimeError("vLLM returned no prompt log-prob for the appended marker (prompt_logprobs=0 expected)")
+    lp = entry[token_id]
+    return float(getattr(lp, "logprob", lp))
+
