@@ -2,13 +2,17 @@
 same tiny model, batch and generation settings, in one run.
 
 Ends with ``RESULT step_time_ratio=<ours / trl>`` (goal <= 1.05).
-Run: .venv/bin/python bench/rl_step.py
+Run: .venv/bin/python bench/rl_step.py [--real-vocab]
+
+``--real-vocab``: the same comparison on a random-init Qwen3 with the genuine Qwen3 tokenizer and its
+151,936-row table (2 layers, width 64), where the LM head dominates every step.
 """
 
 import statistics
+import sys
 import time
 
-from _tiny import tiny_setup
+from _tiny import real_vocab_setup, tiny_setup
 from transformers import TrainerCallback
 
 from personadual.config import load_config
@@ -34,10 +38,10 @@ def timed(trainer) -> float:
     return statistics.median(timer.times[2:])  # the first steps warm up
 
 
-def main(steps: int = 12):
+def main(steps: int = 12, real_vocab: bool = False):
     from trl import GRPOTrainer
 
-    data, model = tiny_setup()
+    data, model = real_vocab_setup() if real_vocab else tiny_setup()
     overrides = [f"model={model}", f"data={data}", "output_dir=/tmp/pd-bench-rl", "num_generations=8",
                  "per_device_train_batch_size=16", "max_completion_length=32", "temperature=1.0",
                  "learning_rate=1e-4", "beta=0.0", f"max_steps={steps}", "save_steps=1000", "logging_steps=1000",
@@ -57,4 +61,4 @@ def main(steps: int = 12):
 
 
 if __name__ == "__main__":
-    main()
+    main(real_vocab="--real-vocab" in sys.argv[1:])

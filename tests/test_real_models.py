@@ -7,6 +7,7 @@ meets and a tiny tokenizer hides, token for token, not what the model learns.
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 
@@ -276,3 +277,34 @@ def test_lora_trains_only_the_marker_rows_of_the_real_table(which, qwen3_tied, q
     assert result["trainable_params"] == n_lora + len(ids) * hidden * len(tables)
     assert n_full >= n_lora + QWEN3_TABLE_ROWS * hidden * len(tables)
     print(f"trainable parameters ({which}): markers {result['trainable_params']:,}, full tables {n_full:,}")
+
+
+# -- memory and structure ------------------------------------------------------------------------------
+
+
+def test_the_mode_pass_keeps_only_the_last_positions_logits(qwen3_tied):
+    """p(mode | x) needs one position: at V = 151,936 the full B x T x V logits would be gigabytes."""
+    model, tok = _with_markers(qwen3_tied)
+    engine = Engine(model, tok)
+    shapes = []
+    hook = model.register_forward_hook(lambda m, args, kwargs, out: shapes.append(tuple(out.logits.shape)),
+                                       with_kwargs=True)
+    try:
+        engine.mode_stats([engine.render_prompt("word " * 300, None)] * 3)
+    finally:
+        hook.remove()
+    assert shapes == [(3, 1, QWEN3_TABLE_ROWS)]
+
+
+def test_one_engine_package_and_the_trainer_does_not_import_it():
+    from pathlib import Path
+
+    import personadual
+
+    code = "import sys, personadual.rl.trainer; print(sorted(m for m in sys.modules if m.startswith('personadual.engine')))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
+    root = Path(personadual.__file__).parent
+    built = re.compile(r"(?<!class )VLLMEngine\(")
+    builders = [p.relative_to(root).as_posix() for p in root.rglob("*.py") if built.search(p.read_text())]
+    assert builders == ["engine/__init__.py"]  # the backend is chosen in one place: load_engine

@@ -57,6 +57,10 @@ def test_paper_recipes_pin_the_paper_settings():
         for stage, cls in (("sft", SFTRunConfig), ("rl", RLRunConfig)):
             cfg = load_config(cls, RECIPES / f"qwen3-{size}/{stage}.yaml")
             assert cfg.lora is not None and cfg.deepspeed is None and cfg.bf16
+            assert cfg.lora.train_embeddings == "markers"
+    for size in ("0.6b", "1.7b", "8b"):  # the paper runs Qwen3 non-thinking, in both stages
+        for stage, cls in (("sft", SFTRunConfig), ("rl", RLRunConfig)):
+            assert load_config(cls, RECIPES / f"qwen3-{size}/{stage}.yaml").chat_template_kwargs == {"enable_thinking": False}
 
 
 @pytest.mark.parametrize("path", accel_configs, ids=lambda p: p.name)

@@ -243,3 +243,27 @@ def test_teach_labels_like_the_paper_and_resumes(tmp_path):
         assert teach(cfg)["skipped"] == len(ITEMS)
     finally:
         fake.close()
+
+
+def test_teach_sends_the_chat_template_kwargs_with_every_teacher_request(tmp_path):
+    """`--chat-template-kwargs` reaches the teacher as the request field vLLM and `personadual serve` read."""
+    from typer.testing import CliRunner
+
+    from personadual.cli import app
+
+    write_items(tmp_path / "in.jsonl", ITEMS[:2])
+    fake = FakeEndpoint(lambda body: ok("A"))
+    try:
+        r = CliRunner().invoke(app, ["data", "teach", "--endpoint", fake.url, "--model", "teacher",
+                                     "--in", str(tmp_path / "in.jsonl"), "--out", str(tmp_path / "out.jsonl"),
+                                     "--chat-template-kwargs", '{"enable_thinking": false}', "--no-progress",
+                                     "--extra-body", '{"top_p": 0.9}'])
+        assert r.exit_code == 0, r.output
+        assert fake.requests and all(b["chat_template_kwargs"] == {"enable_thinking": False} and b["top_p"] == 0.9
+                                     for b in fake.requests)
+        bad = CliRunner().invoke(app, ["data", "teach", "--endpoint", fake.url, "--model", "teacher",
+                                       "--in", str(tmp_path / "in.jsonl"), "--out", str(tmp_path / "o2.jsonl"),
+                                       "--chat-template-kwargs", "[1]"])
+        assert bad.exit_code == 2 and "--chat-template-kwargs must be a JSON object" in bad.output
+    finally:
+        fake.close()

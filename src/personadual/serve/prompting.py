@@ -55,7 +55,7 @@ def metadata(gen, include_reasoning: bool) -> dict:
     """The ``personadual`` field: chosen mode, p(mode | prompt), whether it was forced, and the format check."""
     meta = {"mode": gen.mode, "p_mode": {k: round(v, 6) for k, v in gen.p_mode.items()},
             "forced": gen.forced, "well_formed": gen.parsed.well_formed}
-    if gen.marker_mass is not None:  # p(any marker | prompt): low means the model's markers leaked (HF backend)
+    if gen.marker_mass is not None:  # p(any marker | prompt): low means the model's markers leaked
         meta["marker_mass"] = round(gen.marker_mass, 6)
     if not gen.parsed.well_formed:
         meta["problem"] = gen.parsed.reason

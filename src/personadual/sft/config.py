@@ -64,10 +64,10 @@ class LoraSpec:
             ids = sorted(set(int(i) for i in marker_ids))
             if model is not None and len(names) == 2 and not _tied(model):
                 extra = {"trainable_token_indices": {n: ids for n in names}}
-            else:
-                extra = {"trainable_token_indices": ids, "ensure_weight_tying": True}
+            else:  # one table: PEFT wraps the tied head with the same trained rows
+                extra = {"trainable_token_indices": ids}
         elif self.train_embeddings == "full":
-            extra = {"modules_to_save": names, "ensure_weight_tying": True}
+            extra = {"modules_to_save": names, **({"ensure_weight_tying": True} if model is None or _tied(model) else {})}
         return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
                           target_modules=self.target_modules, task_type="CAUSAL_LM", **extra)
 

@@ -29,6 +29,9 @@ def teach_command(
     max_tokens: int = typer.Option(1024, help="teacher max_tokens per trace"),
     extra_body: Optional[str] = typer.Option(None, help="JSON object merged into every teacher request "
                                              '(e.g. \'{"top_p": 0.9}\')'),
+    chat_template_kwargs: Optional[str] = typer.Option(None, help="JSON object sent as the request's chat_template_kwargs "
+                                                       "(vLLM and `personadual serve` render the teacher's prompt with it; "
+                                                       "e.g. '{\"enable_thinking\": false}' for a Qwen3 teacher)"),
     personadual_server: bool = typer.Option(False, help="the teacher is `personadual serve`: send question, persona and "
                                             "mode natively instead of the prompt files"),
     limit: Optional[int] = typer.Option(None, help="only the first N items"),
@@ -43,6 +46,11 @@ def teach_command(
         body = json.loads(extra_body) if extra_body else None
         if body is not None and not isinstance(body, dict):
             raise ValueError("--extra-body must be a JSON object")
+        if chat_template_kwargs is not None:
+            kwargs = json.loads(chat_template_kwargs)
+            if not isinstance(kwargs, dict):
+                raise ValueError("--chat-template-kwargs must be a JSON object")
+            body = {**(body or {}), "chat_template_kwargs": kwargs}
         cfg = TeachConfig(endpoint, model, input, out, api_key=env_api_key(api_key, "OPENAI_API_KEY"),
                           judge_endpoint=judge_endpoint, judge_model=judge_model, judge_api_key=judge_api_key,
                           concurrency=concurrency, retries=retries, backoff=backoff, timeout=timeout,
