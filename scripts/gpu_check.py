@@ -45,6 +45,9 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cpu", action="store_true", help="run on CPU (hides every GPU), fp32")
     ap.add_argument("--tiny", action="store_true", help="a ~0.1M-parameter model and 2 steps per stage")
+    ap.add_argument("--qwen3-0.6b", dest="qwen3", action="store_true",
+                    help="a random-init model of Qwen3-0.6B's shape on the genuine Qwen3 tokenizer (151,936-row table); "
+                         "with --tiny: 2 layers of width 64 on that tokenizer")
     ap.add_argument("--work", type=Path, default=None, help="working directory (default: a fresh temp dir)")
     ap.add_argument("--out", type=Path, default=None, help="also write the results here as JSON")
     ap.add_argument("--sft-steps", type=int, default=None, help="SFT optimizer steps (default 40; tiny 2)")
@@ -167,7 +170,15 @@ def main(argv=None) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     write(BenchConfig(seed=0), work / "bench")
-    info = init_tiny(work / "bench", work / "model", TinyModelConfig(**(TINY_MODEL if a.tiny else GPU_MODEL)))
+    if a.qwen3:
+        from personadual.models.real_vocab import QWEN3_0_6B, RealVocabConfig, init_model
+
+        shape = {} if a.tiny else QWEN3_0_6B
+        info = init_model(work / "model", RealVocabConfig(**shape))
+        info["vocab"], model_config = info["tokens"], {"qwen3_tokenizer": True, **(shape or {"hidden_size": 64})}
+    else:
+        model_config = TINY_MODEL if a.tiny else GPU_MODEL
+        info = init_tiny(work / "bench", work / "model", TinyModelConfig(**model_config))
     n_params = info["params"]
     print(f"[gpu_check] data + tokenizer + model: {time.perf_counter() - t:.1f}s; "
           f"{n_params / 1e6:.1f}M parameters, vocab {info['vocab']}")
@@ -175,10 +186,11 @@ def main(argv=None) -> dict:
     common = [f"data={work / 'bench'}", f"bf16={cuda}", "save_steps=100000", "logging_steps=1", "eval_limit=0",
               "seed=0"] + ([] if cuda else ["threads=2"])
     results = {"device": device, "versions": versions, "params": n_params, "vocab": info["vocab"],
-               "model_config": TINY_MODEL if a.tiny else GPU_MODEL, "cuda": cuda}
+               "model_config": model_config, "cuda": cuda}
 
     # -- SFT ------------------------------------------------------------------------------------------
-    sft_cfg = load_config(SFTRunConfig, None, common + [
+    template = ["chat_template_kwargs={enable_thinking: false}"] if a.qwen3 else []  # the paper's non-thinking Qwen3
+    sft_cfg = load_config(SFTRunConfig, None, common + template + [
         f"model={work / 'model'}", f"output_dir={work / 'sft'}", "mix=dual", "cross_mode_share=0.3",
         f"max_steps={a.sft_steps}", f"per_device_train_batch_size={a.sft_batch}", "max_length=512",
         "learning_rate=5e-4", "warmup_ratio=0.0", "lr_scheduler_type=constant"])

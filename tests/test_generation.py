@@ -27,11 +27,15 @@ def test_forced_mode_puts_the_marker_in_the_completion(engine, prompts):
 
 def test_auto_mode_lets_the_model_choose(engine, prompts):
     gens = engine.generate(prompts, "auto", GenerationConfig(max_new_tokens=24))
+    # the trained model's own first token, decoded freely, is a marker, and the one auto mode opens with
+    ids, mask = engine._batch(engine.prompt_ids(prompts))
+    free = engine.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=1, do_sample=False, top_k=None,
+                                 pad_token_id=engine.pad_id)[:, -1].tolist()
+    names = dict(zip(engine.marker_ids, engine.modes.names))
+    assert [names.get(t) for t in free] == [g.mode for g in gens]
     for g in gens:
         assert not g.forced
-        assert g.mode is not None, g.text  # the trained model opens with a marker by itself
-        # greedy: the chosen marker is the model's own most likely mode
-        assert g.mode == max(g.p_mode, key=g.p_mode.get)
+        assert g.mode == max(g.p_mode, key=g.p_mode.get)  # greedy: the model's most likely mode
     # and forcing the other mode really overrides that choice
     flipped = ["general" if g.mode == "personalized" else "personalized" for g in gens]
     assert [g.mode for g in engine.generate(prompts, flipped, GenerationConfig(max_new_tokens=4))] == flipped
@@ -58,9 +62,12 @@ def test_batched_equals_one_at_a_time(engine, prompts):
 
 
 def test_stops_at_end_of_answer_block(engine, prompts):
-    for g in engine.generate(prompts, "auto", GenerationConfig(max_new_tokens=96)):
-        if modes.ANSWER_CLOSE in g.text:
-            assert g.text.rstrip().endswith(modes.ANSWER_CLOSE)
+    cfg = GenerationConfig(max_new_tokens=96)
+    gens = engine.generate(prompts, "auto", cfg)
+    closed = [g for g in gens if modes.ANSWER_CLOSE in g.text]
+    assert len(closed) >= len(gens) // 2  # the trained model closes most answers within the budget
+    for g in closed:
+        assert g.text.rstrip().endswith(modes.ANSWER_CLOSE)  # nothing generated after the stop string
 
 
 def test_sampling_is_seeded(engine, prompts):

@@ -59,6 +59,7 @@ class RealVocabConfig:
     num_heads: int = 4
     num_kv_heads: int = 2
     intermediate_size: int = 128
+    head_dim: int | None = None  # None: hidden_size / num_heads (Qwen3-0.6B: 128, wider than 1024 / 16)
     max_position_embeddings: int = 4096
     untied: bool = False  # Qwen3-8B unties its LM head; 0.6B ties it
     table_rows: int | None = None  # None: 151,936 for the Qwen3 tokenizer, else the tokenizer's length
@@ -69,6 +70,11 @@ class RealVocabConfig:
             raise ValueError(f"arch: expected 'qwen3' or 'llama', got {self.arch!r}")
         if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
             raise ValueError("hidden_size must divide by num_heads, and num_heads by num_kv_heads")
+
+
+# Qwen3-0.6B's shape (its config.json), for GPU checks of the real-size path
+QWEN3_0_6B = dict(hidden_size=1024, num_layers=28, num_heads=16, num_kv_heads=8, intermediate_size=3072, head_dim=128,
+                  max_position_embeddings=40960, untied=False)
 
 
 def build(cfg: RealVocabConfig):
@@ -86,7 +92,7 @@ def build(cfg: RealVocabConfig):
     common = dict(
         vocab_size=rows, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
         num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
-        head_dim=cfg.hidden_size // cfg.num_heads, max_position_embeddings=cfg.max_position_embeddings,
+        head_dim=cfg.head_dim or cfg.hidden_size // cfg.num_heads, max_position_embeddings=cfg.max_position_embeddings,
         tie_word_embeddings=not cfg.untied, pad_token_id=tok.pad_token_id, eos_token_id=eos,
         bos_token_id=tok.bos_token_id,
     )

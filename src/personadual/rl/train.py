@@ -1,4 +1,4 @@
-"""Stage 2: DualGRPO on TRL's GRPOTrainer (see `trainer.py` for the three hooks we override)."""
+"""Stage 2: DualGRPO on TRL's GRPOTrainer (see `trainer.py` for the hooks we override)."""
 
 from __future__ import annotations
 
