@@ -24,7 +24,7 @@ demo-full: $(STAMP)  # the demo with longer RL (about 17 minutes on 2 cores)
 	$(BIN)/personadual demo --full --out runs/demo-full
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q tests --durations=15
 
 RUN ?= runs/demo
 SEEDS ?= 0

@@ -23,10 +23,10 @@ def real_vocab_setup(untied: bool = False) -> tuple[Path, Path]:
     """A small PersonaBench and a random-init Qwen3 (2 layers, width 64) on the genuine Qwen3 tokenizer, its
     151,936-row table, with the mode markers registered as SFT registers them (rows at the mean row)."""
     from personadual import modes
-    from personadual.checkpoint import save_final
+    from personadual.training import save_final
     from personadual.data.personabench import BenchConfig, write
     from personadual.models.real_vocab import RealVocabConfig, build
-    from personadual.sft.train import register_markers
+    from personadual.training import register_markers
 
     root = Path(tempfile.mkdtemp(prefix="pd-bench-real-"))
     write(BenchConfig(train_bases=100, eval_bases={"val": 20, "test": 5}, personalized={"train": 100, "val": 40, "test": 5}),

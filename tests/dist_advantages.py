@@ -51,7 +51,7 @@ def canned_generation(trainer, texts_global: list[str], start: int):
     original = GRPOTrainer._generate_single_turn
 
     def fake(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
-        assert num_generations == 1, "forced rows must be generated one by one (TRL_NOTES trap 1)"
+        assert num_generations == 1, "forced rows must be generated one by one (docs/dualgrpo.md, trap 1)"
         return [list(ids_global[start + i]) for i in range(len(prompt_ids))], None
 
     GRPOTrainer._generate_single_turn = fake

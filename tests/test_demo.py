@@ -3,7 +3,9 @@ skips every finished stage."""
 
 import json
 
-from personadual.demo import run_demo
+import pytest
+
+from personadual.experiments.demo import run_demo
 
 TOY = {
     "data": ["train_bases=30", "eval_bases={val: 2, test: 3}", "personalized={train: 30, val: 4, test: 6}"],
@@ -16,6 +18,7 @@ TOY = {
 MODELS = ["sft_dual", "sft_general_only", "sft_personalized_only", "sft_persona_prompted", "rl_dual", "rl_dual_paper", "rl_grpo"]
 
 
+@pytest.mark.slow
 def test_demo_runs_every_stage_then_resumes(tmp_path):
     out = tmp_path / "demo"
     summary = run_demo(out, seed=0, overrides=TOY)
@@ -26,7 +29,8 @@ def test_demo_runs_every_stage_then_resumes(tmp_path):
     assert set(summary["stage_seconds"]) == {"data", "tiny_model", "base_model", "sft", "rl", "eval", "report"}
     assert json.loads((out / "summary.json").read_text()) == summary
     report = (out / "report.md").read_text()
-    assert "## The paper's claims, checked" in report and report.count("PASS") + report.count("FAIL") == 7
+    assert "## The paper's claims, checked" in report and report.count("PASS") + report.count("FAIL") == 5
+    assert "## Measured beside the claims" in report and "decisive items" in report
     assert (out / "report" / "accuracy_by_condition.png").exists()
 
     before = {p: p.stat().st_mtime for p in out.glob("*/model/model.safetensors")}
@@ -34,8 +38,8 @@ def test_demo_runs_every_stage_then_resumes(tmp_path):
     assert {p: p.stat().st_mtime for p in out.glob("*/model/model.safetensors")} == before
     assert again["stage_seconds"] == summary["stage_seconds"]
 
-    # issue 4's side-by-side over RL seeds: seed 1 reruns each seed-0 RL config, then val and test evals
-    from personadual.rl_compare import rl_compare
+    # the side-by-side over RL seeds: seed 1 reruns each seed-0 RL config, then val and test evals
+    from personadual.experiments.rl_compare import rl_compare
 
     result = rl_compare(out, seeds=(0, 1), eval_args=tuple(TOY["eval"]))
     assert set(result) == {"val", "test"}
@@ -62,23 +66,51 @@ def test_demo_runs_every_stage_then_resumes(tmp_path):
     assert (out / "rl_dual" / "model" / "model.safetensors").stat().st_mtime == demo_model
     md = (out / "sweeps" / "t05" / "rl_compare.md").read_text()
     assert "`temperature=0.5`" in md and "rl_dual_paper" not in md
+
+
+def _finished_demo_stub(out):
+    """What rl-compare checks before it trains anything: finished models (COMPLETE) and the RL configs."""
+    from personadual.config import load_config, save_config
+    from personadual.rl.config import RLRunConfig
+    from personadual.training import COMPLETE
+
+    for name in ("sft_dual", "rl_dual", "rl_dual_paper", "rl_grpo"):
+        (out / name / "model").mkdir(parents=True)
+        (out / name / "model" / COMPLETE).write_text("final\n")
+    for e in ("dual", "dual_paper", "grpo"):
+        cfg = load_config(RLRunConfig, None, ["model=m", "data=d", f"output_dir={out / f'rl_{e}'}", f"estimator={e}"])
+        save_config(cfg, out / f"rl_{e}" / "config.yaml")
+
+
+def test_rl_compare_refuses_bad_sweeps_before_training_anything(tmp_path):
+    """The error paths need no trained model: each is refused up front and leaves no folder behind."""
     import pytest
 
     from personadual.config import ConfigError
+    from personadual.experiments.rl_compare import rl_compare
 
+    out = tmp_path / "demo"
+    with pytest.raises(FileNotFoundError, match="not a finished model; run `personadual demo"):
+        rl_compare(out)
+    _finished_demo_stub(out)
     with pytest.raises(ValueError, match="--tag"):
         rl_compare(out, overrides=("temperature=0.5",))
     with pytest.raises(ConfigError, match="temprature"):
         rl_compare(out, overrides=("temprature=0.5",), tag="typo")
+    (out / "sweeps" / "t05").mkdir(parents=True)
+    (out / "sweeps" / "t05" / "overrides.json").write_text('["temperature=0.5"]\n')
     with pytest.raises(ValueError, match="choose another --tag"):
         rl_compare(out, overrides=("temperature=0.9",), tag="t05", estimators=("dual",))
     with pytest.raises(ValueError, match="choose from"):
         rl_compare(out, tag="x", estimators=("ppo",))
+    with pytest.raises(ValueError, match="plain folder name"):
+        rl_compare(out, overrides=("temperature=0.5",), tag="../up")
     assert not (out / "sweeps" / "typo").exists() and not (out / "sweeps" / "x").exists()
+    assert not (out / "seeds").exists() and not (out / "logs").exists()  # nothing was trained
 
 
 def test_demo_full_settings_layer_under_explicit_overrides():
-    from personadual.demo import FULL_OVERRIDES, merge_overrides
+    from personadual.experiments.demo import FULL_OVERRIDES, merge_overrides
 
     merged = merge_overrides(FULL_OVERRIDES, {"rl": ["max_steps=2"], "sft": ["max_steps=3"]})
     assert merged["rl"][-1] == "max_steps=2" and "max_steps=100" in merged["rl"] and merged["sft"] == ["max_steps=3"]
@@ -88,7 +120,7 @@ def test_demo_full_settings_layer_under_explicit_overrides():
 def test_rl_compare_cli_passes_the_sweep_and_reports_bad_flags(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    import personadual.rl_compare as rc
+    import personadual.experiments.rl_compare as rc
     from personadual.cli import app
 
     seen = {}
@@ -114,7 +146,7 @@ def test_stage_clock_keeps_the_time_a_crashed_stage_ran(tmp_path):
 
     import pytest
 
-    from personadual.demo import StageClock
+    from personadual.experiments.demo import StageClock
 
     clock = StageClock(tmp_path, beat=0.02)
 
@@ -139,7 +171,7 @@ def test_stage_clock_saves_while_the_stage_runs(tmp_path):
     """kill -9 runs no handler: the heartbeat's last save is what survives."""
     import time
 
-    from personadual.demo import StageClock
+    from personadual.experiments.demo import StageClock
 
     clock, seen = StageClock(tmp_path, beat=0.02), []
 

@@ -4,7 +4,7 @@ import random
 import pytest
 
 from personadual.eval.metrics import bootstrap_ci, calibration, compute_metrics, paired_balanced_diff
-from personadual.eval.modes import balanced_accuracy, hacc
+from personadual.eval.mode_choice import balanced_accuracy, hacc
 from personadual.eval.predict import Prediction
 
 

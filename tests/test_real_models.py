@@ -60,7 +60,7 @@ def bos_model(bench_dir, tmp_path_factory):
 
 def _with_markers(model_dir):
     """(model, tokenizer) with the markers registered as SFT registers them."""
-    from personadual.sft.train import load_model_and_tokenizer, register_markers
+    from personadual.training import load_model_and_tokenizer, register_markers
 
     model, tok = load_model_and_tokenizer(str(model_dir))
     register_markers(model, tok, modes_lib.DEFAULT_MODES)
@@ -194,6 +194,7 @@ def _sft(model, data, out, *extra):
         model, data, out, max_steps=2, per_device_train_batch_size=4, limit=24, learning_rate=1e-3, **dict(extra))))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("thinking", list(THINKING))
 def test_qwen3_pipeline_sft_rl_eval_serve(thinking, qwen3_tied, bench_dir, tmp_path):
     from personadual.rl.train import main as rl_main
@@ -249,7 +250,8 @@ def test_lora_trains_only_the_marker_rows_of_the_real_table(which, qwen3_tied, q
     (``full``) would train 151,936 rows per table instead."""
     from peft import get_peft_model
 
-    from personadual.sft.train import load_model_and_tokenizer, main, register_markers
+    from personadual.sft.train import main
+    from personadual.training import load_model_and_tokenizer, register_markers
 
     path = qwen3_tied if which == "tied" else qwen3_untied
     lora = ["lora.r=4", "lora.dropout=0.0"]

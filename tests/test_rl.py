@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from personadual import modes
-from personadual.checkpoint import COMPLETE
+from personadual.training import COMPLETE
 from personadual.config import ConfigError, load_config
 from personadual.rl.config import RLRunConfig
 from personadual.rl.rewards import accuracy_reward, format_reward, make_judge_reward, persona_consistency_reward
@@ -181,6 +181,7 @@ def test_lora_rl_trains_the_embedding_rows_the_loss_reads(sft_model, bench_dir, 
     assert head.requires_grad and head is emb
 
 
+@pytest.mark.slow
 def test_rl_kill_and_resume_gives_the_same_weights(sft_model, bench_dir, tmp_path):
     cfg_file = tmp_path / "rl.yaml"
     cfg_file.write_text("estimator: dual\n")
@@ -232,14 +233,57 @@ def test_judge_reward_against_a_local_endpoint():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         judge = make_judge_reward(f"http://127.0.0.1:{server.server_port}/v1", "judge-model", api_key="k", timeout=5)
-        out = judge(["\nthink\n<answer> {\"answer\": \"A\"} </answer>", "x"], persona=["a chef", "a pilot"],
-                    question=["q1", "q2"], kind=["personalized", "objective"], mode=["personalized", "general"])
+        import asyncio
+        import inspect
+
+        assert inspect.iscoroutinefunction(judge)  # TRL runs async rewards concurrently
+        out = asyncio.run(judge(["\nthink\n<answer> {\"answer\": \"A\"} </answer>", "x"], persona=["a chef", "a pilot"],
+                                question=["q1", "q2"], kind=["personalized", "objective"], mode=["personalized", "general"]))
         assert out == [0.7, None]
         path, body, auth = seen[0]
         assert path == "/v1/chat/completions" and body["model"] == "judge-model" and auth == "Bearer k"
         assert "a chef" in body["messages"][0]["content"]
-        dead = make_judge_reward("http://127.0.0.1:9/v1", "m", timeout=1)
-        assert dead(["x"], kind=["personalized"]) == [None]  # an unreachable judge never stops training
+        dead = make_judge_reward("http://127.0.0.1:9/v1", "m", timeout=1, retries=0)
+        assert asyncio.run(dead(["x"], kind=["personalized"])) == [None]  # an unreachable judge never stops training
+    finally:
+        server.shutdown()
+
+
+def test_judge_reward_sends_a_batch_concurrently():
+    import asyncio
+    import json
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    state = {"now": 0, "most": 0}
+    lock = threading.Lock()
+
+    class Judge(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            with lock:
+                state["now"] += 1
+                state["most"] = max(state["most"], state["now"])
+            time.sleep(0.3)  # long enough for the batch's other requests to arrive
+            with lock:
+                state["now"] -= 1
+            data = json.dumps({"choices": [{"message": {"role": "assistant", "content": "9"}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *a):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Judge)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        judge = make_judge_reward(f"http://127.0.0.1:{server.server_port}/v1", "j", concurrency=4, only_kind=None)
+        assert asyncio.run(judge(["a"] * 6)) == [0.9] * 6
+        assert 1 < state["most"] <= 4  # requests overlap, within the client's limit
     finally:
         server.shutdown()
 

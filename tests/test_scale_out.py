@@ -162,10 +162,11 @@ def _assert_two_processes(checkpoint: Path):
     assert sorted(p.name for p in checkpoint.glob("rng_state*.pth")) == ["rng_state_0.pth", "rng_state_1.pth"]
 
 
+@pytest.mark.slow
 def test_sft_runs_under_accelerate_launch_with_two_processes(bench_dir, tiny_dir, tmp_path):
     from safetensors.torch import load_file
 
-    from personadual.checkpoint import COMPLETE
+    from personadual.training import COMPLETE
 
     r = _launch("-m", "personadual.cli", "sft", "--config", RECIPES / "tiny-cpu/sft.yaml",
                 f"model={tiny_dir}", f"data={bench_dir}", f"output_dir={tmp_path}", "max_steps=3",
@@ -179,9 +180,10 @@ def test_sft_runs_under_accelerate_launch_with_two_processes(bench_dir, tiny_dir
     assert any(not (weights[k] == before[k]).all() for k in before)
 
 
+@pytest.mark.slow
 def test_dualgrpo_runs_under_accelerate_launch_with_two_processes(bench_dir, tiny_dir, tmp_path):
     """G=4, 2 rollouts per device per micro-batch: every prompt's group is spread over both processes."""
-    from personadual.checkpoint import COMPLETE
+    from personadual.training import COMPLETE
 
     r = _launch("-m", "personadual.cli", "rl", "--config", RECIPES / "tiny-cpu/rl.yaml",
                 f"model={tiny_dir}", f"data={bench_dir}", f"output_dir={tmp_path}", "estimator=dual",
@@ -205,6 +207,7 @@ def dist_advantages():
     return module
 
 
+@pytest.mark.slow
 def test_advantages_across_two_processes_equal_one_process(bench_dir, tiny_dir, tmp_path, dist_advantages):
     """Same rollouts, same rewards: 2 processes == 1 process, row for row. 3 prompts x G=4 = 12 rows, 6 per
     process, so prompt 1's group is cut in half across the processes."""

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from personadual import modes as modes_lib
-from personadual.checkpoint import COMPLETE, last_complete_checkpoint
+from personadual.training import COMPLETE, last_complete_checkpoint
 from personadual.config import ConfigError, load_config
 from personadual.data import read_items
 from personadual.sft.config import SFTRunConfig
@@ -115,6 +115,7 @@ def test_refuses_to_clobber_checkpoints_without_resume(bench_dir, tiny_dir, tmp_
         main(load_config(SFTRunConfig, None, sft_overrides(tiny_dir, bench_dir, tmp_path)))
 
 
+@pytest.mark.slow
 def test_kill_and_resume_gives_the_same_weights(bench_dir, tiny_dir, tmp_path):
     cfg_file = tmp_path / "recipe.yaml"
     cfg_file.write_text("mix: dual\n")

@@ -15,9 +15,9 @@ import pytest
 
 from personadual.data import Item, read_items, write_items
 from personadual.serve.process import ServerProcess, free_port
-from personadual.teach.client import ChatClient, TeacherError, TeacherFatal
-from personadual.teach.store import Appender, repair
-from personadual.teach.teach import TeachConfig, teach
+from personadual.data.teach.client import ChatClient, TeacherError, TeacherFatal
+from personadual.files import Appender, repair
+from personadual.data.teach.teach import TeachConfig, teach
 
 
 def lines(path):
@@ -35,11 +35,12 @@ def teacher(sft_model):
         yield srv
 
 
+@pytest.mark.slow
 def test_teach_end_to_end_with_kill_and_rerun(teacher, bench_dir, tmp_path):
     items = read_items(bench_dir / "val.jsonl")[::2]  # every condition, personalized items included
     write_items(tmp_path / "in.jsonl", items)
     out, rejected = tmp_path / "out.jsonl", tmp_path / "out.jsonl.rejected.jsonl"
-    cmd = [sys.executable, "-m", "personadual.teach", "--endpoint", teacher.base_url, "--model", "model",
+    cmd = [sys.executable, "-m", "personadual.data.teach", "--endpoint", teacher.base_url, "--model", "model",
            "--in", str(tmp_path / "in.jsonl"), "--out", str(out), "--personadual-server", "--concurrency", "2",
            "--max-tokens", "48", "--retries", "1", "--no-progress"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}

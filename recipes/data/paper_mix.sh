@@ -105,7 +105,7 @@ for split, items in splits.items():
     write_items(folder / f"{split.split('_')[1]}.jsonl", items)
 EOF
 
-# 4. Teacher traces and aligned personas (the serving issue's `personadual data teach`), SFT pool only:
+# 4. Teacher traces and aligned personas (`personadual data teach`), SFT pool only:
 #    RL needs gold answers, not traces. Items marked for an aligned persona (meta.persona_slot) keep
 #    condition "none" until something writes that persona: the teacher does not yet (docs/scale_out.md).
 if [ -z "${DRY_RUN:-}" ] && { [ -n "${SKIP_TEACH:-}" ] || ! $PD data teach --help >/dev/null 2>&1; }; then

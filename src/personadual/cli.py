@@ -232,7 +232,7 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="output directory"),
          jobs: int = typer.Option(2, help="parallel 1-thread jobs"),
          full: bool = typer.Option(False, "--full", help="demo-full: longer RL than the 15-minute demo")):
     """The whole paper on the embedded default (PersonaBench + tiny model). Skips finished stages."""
-    from .demo import run_demo
+    from .experiments.demo import run_demo
 
     run_demo(out, seed, recipes, jobs, full=full)
 
@@ -245,7 +245,7 @@ def rl_compare_cmd(out: Path = typer.Option(Path("runs/demo"), help="a finished 
                    tag: str = typer.Option(None, help="the sweep's name: its models and report go to OUT/sweeps/TAG"),
                    estimators: str = typer.Option("dual,dual_paper,grpo", help="which RL estimators to train and compare")):
     """The SFT start and the RL estimators on val and test, per RL seed (trains missing seeds)."""
-    from .rl_compare import rl_compare
+    from .experiments.rl_compare import rl_compare
 
     try:
         seed_list = tuple(int(x) for x in seeds.split(","))
@@ -263,7 +263,7 @@ def rl_compare_cmd(out: Path = typer.Option(Path("runs/demo"), help="a finished 
 
 
 from .serve.commands import chat_command, serve_command  # noqa: E402  (heavy imports stay inside them)
-from .teach.commands import teach_command  # noqa: E402
+from .data.teach.commands import teach_command  # noqa: E402
 
 app.command("serve")(serve_command)
 app.command("chat")(chat_command)

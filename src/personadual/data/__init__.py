@@ -1,4 +1,4 @@
-"""Data: the item schema, PersonaBench, loaders for real sources, and SFT mixes."""
+"""Data: the item schema, PersonaBench, loaders for real sources, and the teacher that writes traces."""
 
 from .schema import DataError, Item, Trace, read_items, write_items
 

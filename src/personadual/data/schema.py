@@ -131,13 +131,6 @@ def sample_items(items: list[Item], n: int, seed: int = 0) -> list[Item]:
 
 def write_items(path: str | os.PathLike, items: Iterable[Item]) -> int:
     """Write items as JSONL atomically (temp file + rename): a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    n = 0
-    with tmp.open("w", encoding="utf-8") as f:
-        for item in items:
-            f.write(item.model_dump_json(exclude_none=False) + "\n")
-            n += 1
-    os.replace(tmp, path)
-    return n
+    from ..files import write_lines_atomic
+
+    return write_lines_atomic(path, (item.model_dump_json(exclude_none=False) + "\n" for item in items))

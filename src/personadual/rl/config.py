@@ -12,7 +12,7 @@ from ..sft.config import LoraSpec, _help
 from .advantages import ESTIMATORS
 from .rewards import REWARDS
 
-# TRL 1.16 loss types; luspo and vespo assume one advantage per sequence (TRL_NOTES).
+# TRL 1.16 loss types; luspo and vespo assume one advantage per sequence.
 LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo", "luspo", "vespo")
 SEQUENCE_LEVEL_LOSSES = ("luspo", "vespo")
 

@@ -8,9 +8,8 @@ The eval metrics use the same parser and the same notion of correct, so reward a
 
 from __future__ import annotations
 
-import json
+import asyncio
 import re
-import urllib.request
 from typing import Callable
 
 from .. import modes as modes_lib
@@ -66,35 +65,37 @@ JUDGE_PROMPT = (
 
 
 def make_judge_reward(endpoint: str, model: str, api_key: str | None = None, prompt: str = JUDGE_PROMPT,
-                      timeout: float = 30.0, only_kind: str | None = "personalized") -> Callable:
-    """A reward that asks an OpenAI-compatible judge (``POST {endpoint}/chat/completions``) for a 0-10 grade.
+                      timeout: float = 30.0, only_kind: str | None = "personalized", concurrency: int = 16,
+                      retries: int = 2) -> Callable:
+    """An async reward that asks an OpenAI-compatible judge (``POST {endpoint}/chat/completions``) for a 0-10 grade.
 
-    For open-ended personalization, where no gold option exists. Rows of another ``kind`` get None;
-    a failed call gets None too (TRL then leaves that reward out) rather than stopping training.
+    For open-ended personalization, where no gold option exists. TRL runs async reward functions
+    concurrently with each other, and this one sends its batch's requests concurrently too, on the
+    teacher's client (`personadual.data.teach.client.ChatClient`: at most ``concurrency`` in
+    flight, retries with backoff). Rows of another ``kind`` get None; a request that still fails gets
+    None too (TRL then leaves that reward out) rather than stopping training.
     """
-    url = endpoint.rstrip("/") + "/chat/completions"
-    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {api_key}"} if api_key else {})}
+    from ..data.teach.client import ChatClient, TeacherError
 
-    def judge_reward(completions, persona=None, question=None, kind=None, mode=None, **_) -> list[float | None]:
+    async def judge_reward(completions, persona=None, question=None, kind=None, mode=None, **_) -> list[float | None]:
         n = len(completions)
-        out: list[float | None] = []
-        for i, c in enumerate(completions):
+        modes_per = _modes_for(n, mode)
+
+        async def grade(client, i: int, c) -> float | None:
             if only_kind and kind is not None and kind[i] != only_kind:
-                out.append(None)
-                continue
+                return None
             text = prompt.format(persona=(persona or [""] * n)[i] or "(none)", question=(question or [""] * n)[i],
-                                 response=_parse(c, _modes_for(n, mode)[i]).reasoning or _text(c))
-            body = json.dumps({"model": model, "messages": [{"role": "user", "content": text}],
-                               "temperature": 0.0, "max_tokens": 8}).encode()
+                                 response=_parse(c, modes_per[i]).reasoning or _text(c))
             try:
-                req = urllib.request.Request(url, data=body, headers=headers, method="POST")
-                with urllib.request.urlopen(req, timeout=timeout) as resp:
-                    content = json.loads(resp.read())["choices"][0]["message"]["content"]
-                m = re.search(r"\d+", content or "")
-                out.append(min(max(int(m.group()), 0), 10) / 10 if m else None)
-            except (OSError, ValueError, KeyError, IndexError):
-                out.append(None)
-        return out
+                content = await client.complete([{"role": "user", "content": text}], temperature=0.0, max_tokens=8)
+            except TeacherError:
+                return None
+            m = re.search(r"\d+", content or "")
+            return min(max(int(m.group()), 0), 10) / 10 if m else None
+
+        async with ChatClient(endpoint, model, api_key=api_key, concurrency=concurrency, retries=retries,
+                              backoff=0.5, timeout=timeout) as client:
+            return list(await asyncio.gather(*(grade(client, i, c) for i, c in enumerate(completions))))
 
     judge_reward.__name__ = "judge"
     return judge_reward

@@ -7,10 +7,10 @@ import os
 import random
 
 from .. import modes as modes_lib
-from ..checkpoint import MarkCompleteCallback, prepare_run, save_final_from_trainer
+from ..training import MarkCompleteCallback, prepare_run, save_final_from_trainer
 from ..data.schema import Item
 from ..data.schema import read_split
-from ..sft.train import expose_head_bias, load_model_and_tokenizer
+from ..training import expose_head_bias, load_model_and_tokenizer
 from ..tokenization import resolve_chat_template_kwargs, settings_text
 from .advantages import AdvantageConfig
 from .config import RLRunConfig
@@ -99,7 +99,7 @@ def main(cfg: RLRunConfig, resume: bool = False) -> dict:
     model_dir = save_final_from_trainer(trainer, final, out / "model", extra, merged_lora=cfg.lora is not None)
     result = {"model_dir": str(model_dir), "steps": trainer.state.global_step, "estimator": cfg.estimator}
     if cfg.eval_data and cfg.eval_limit > 0:
-        from ..eval.modes import mode_check
+        from ..eval.mode_choice import mode_check
 
         modes = modes_lib.ModeSet.from_dict(cfg.modes)
         result["check"] = mode_check(final, tok, modes, cfg.eval_data, cfg.eval_limit, template_kwargs)

@@ -9,7 +9,7 @@ What changes, and where (everything else -- loss types, KL, clipping, PEFT, vLLM
   k * M // G; its marker token is appended to the prompt for generation and then put back at the
   start of the completion, so the marker is trained on and scored. Each row is generated on its
   own (``num_generations=1``): vLLM server mode would otherwise sample G completions from the
-  first copy only and silently drop the other copies' markers (TRL_NOTES trap 1).
+  first copy only and silently drop the other copies' markers (docs/dualgrpo.md, trap 1).
 - `_calculate_rewards`: tells reward functions each rollout's mode (``mode`` row field), since the
   decoded text has lost the marker (trap 2), and keeps the gathered rewards for the advantages.
 - `_generate_and_score_completions`: after TRL has generated, scored and computed its own

@@ -10,56 +10,12 @@ from __future__ import annotations
 import json
 
 from .. import modes as modes_lib
-from ..checkpoint import MarkCompleteCallback, prepare_run, save_final_from_trainer
+from ..training import (MarkCompleteCallback, expose_head_bias, load_model_and_tokenizer, prepare_run, register_markers,
+                        save_final_from_trainer)
 from ..data.schema import read_split, sample_items
-from ..tokenization import example_ids, init_new_rows, resolve_chat_template_kwargs, settings_text
+from ..tokenization import example_ids, resolve_chat_template_kwargs, settings_text
 from .config import SFTRunConfig
 from .mixes import build_examples
-
-
-def register_markers(model, tok, modes) -> list[int]:
-    """Add the mode markers to the tokenizer (if new) and give new ones embedding rows; their ids.
-
-    Never shrinks the table (Qwen3 pads it past the vocabulary, so new ids usually fit without a
-    resize), and starts every new row at the mean of the trained rows, also where it lands on a
-    padding row nobody trained."""
-    n_before = len(tok)
-    added = modes_lib.add_marker_tokens(tok, modes)
-    if added and len(tok) > model.get_input_embeddings().num_embeddings:
-        model.resize_token_embeddings(len(tok), mean_resizing=False)
-    ids = modes_lib.marker_token_ids(tok, modes)  # fails loudly if a marker is not one token
-    if added:
-        init_new_rows(model, [i for i in ids if i >= n_before], n_before)
-    return ids
-
-
-def expose_head_bias(model) -> None:
-    """Let TRL's fused LM head read a marker-row-trained head.
-
-    TRL computes log-probs from ``lm_head.weight`` and ``lm_head.bias`` directly. PEFT's
-    trainable-token wrapper serves ``weight`` with the trained rows merged in, but has no ``bias``;
-    a bias-free head (Qwen, Llama) gets an explicit ``bias = None`` on the wrapper. A head with a
-    bias is refused, with the fallback named.
-    """
-    head = model.get_output_embeddings()
-    if type(head).__name__ != "TrainableTokensWrapper" or "bias" in vars(head):
-        return
-    bias = getattr(head.get_base_layer() if hasattr(head, "get_base_layer") else head.original_module, "bias", None)
-    if bias is not None:
-        raise ValueError("lora.train_embeddings=markers: this model's LM head has a bias, which PEFT's trainable-token "
-                         "wrapper does not pass to TRL's fused LM head; use lora.train_embeddings=full")
-    head.bias = None
-
-
-def load_model_and_tokenizer(path: str, bf16: bool = False):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16 if bf16 else torch.float32)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return model, tok
 
 
 def main(cfg: SFTRunConfig, resume: bool = False) -> dict:

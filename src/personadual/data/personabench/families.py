@@ -1,7 +1,7 @@
 """Objective task families. Each builds one base question and the general-mode trace that solves it
 from the question alone.
 
-Designed for a tiny model (see shared/TINY_MODEL_NOTES.md): every option letter sits on its own
+Designed for a tiny model (docs/personabench.md): every option letter sits on its own
 fact ("B Bo lives in Oslo"), and traces carry letters, so the model never has to bind a value to a
 letter it cannot see. Difficulty is the number of steps: facts to scan, people to compare, numbers
 to add, or the size of the numbers to convert.

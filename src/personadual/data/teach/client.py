@@ -16,7 +16,7 @@ import asyncio
 import random
 from dataclasses import dataclass
 
-from .. import modes as modes_lib
+from ... import modes as modes_lib
 
 RETRYABLE = {408, 409, 425, 429, 500, 502, 503, 504}
 FATAL = {401, 403, 404}

@@ -18,16 +18,16 @@ from functools import cache
 from importlib import resources
 from string import Template
 
-from .. import modes as modes_lib
-from ..data.schema import Item, Trace
-from ..modes import GENERAL, PERSONALIZED
+from ... import modes as modes_lib
+from ..schema import Item, Trace
+from ...modes import GENERAL, PERSONALIZED
 
 JUDGE_YES = {"yes", "pass", "true", "correct", "1"}
 
 
 @cache
 def load_prompt(name: str) -> Template:
-    return Template(resources.files("personadual.teach").joinpath("prompts", f"{name}.txt").read_text("utf-8"))
+    return Template(resources.files("personadual.data.teach").joinpath("prompts", f"{name}.txt").read_text("utf-8"))
 
 
 def modes_to_ask(item: Item) -> list[str]:

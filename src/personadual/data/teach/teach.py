@@ -17,10 +17,10 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data.schema import Item, read_items
+from ..schema import Item, read_items
 from . import traces as tr
 from .client import ChatClient, TeacherError, TeacherFatal
-from .store import Appender, repair
+from ...files import Appender, repair
 
 log = logging.getLogger(__name__)
 

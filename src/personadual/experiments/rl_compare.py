@@ -22,9 +22,9 @@ import json
 from pathlib import Path
 from statistics import mean
 
-from .checkpoint import is_complete
+from ..training import is_complete
 from .demo import RL_VARIANTS, _cli, run_jobs
-from .eval.report import _pct, load_run
+from ..eval.report import _pct, load_run
 
 SPLITS = ("val", "test")
 START = "sft_dual"
@@ -66,8 +66,8 @@ def rl_compare(out: str | Path = "runs/demo", seeds: tuple[int, ...] = (0,), job
         if not is_complete(out / name / "model"):
             raise FileNotFoundError(f"{out / name / 'model'}: not a finished model; run `personadual demo --out {out}` first")
     if overrides:  # a typo fails here, naming the key, not in a training job's log
-        from .config import ConfigError, load_config
-        from .rl.config import RLRunConfig
+        from ..config import ConfigError, load_config
+        from ..rl.config import RLRunConfig
 
         for e in estimators:
             try:

@@ -1,4 +1,5 @@
-"""Crash-safe checkpoints for every trainer.
+"""Training-run helpers shared by the SFT and RL stages: run folders, crash-safe checkpoints,
+loading the model and tokenizer, registering the mode markers.
 
 HF's Trainer writes ``checkpoint-N/`` file by file, so a kill mid-save leaves a folder that looks
 like a checkpoint but is not. We mark a checkpoint complete (an fsync'ed ``COMPLETE`` file) only
@@ -15,6 +16,10 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from . import modes as modes_lib
+from .files import write_synced
+from .tokenization import init_new_rows
+
 COMPLETE = "COMPLETE"
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
 
@@ -26,15 +31,8 @@ class MarkCompleteCallback(TrainerCallback):
         if state.is_world_process_zero:
             ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if ckpt.is_dir():
-                _write_synced(ckpt / COMPLETE, f"{state.global_step}\n")
+                write_synced(ckpt / COMPLETE, f"{state.global_step}\n")
         return control
-
-
-def _write_synced(path: Path, text: str) -> None:
-    with open(path, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def last_complete_checkpoint(output_dir: str | os.PathLike) -> str | None:
@@ -65,7 +63,7 @@ def save_final(model, tokenizer, out_dir: str | os.PathLike, extra_files: dict[s
     tokenizer.save_pretrained(tmp)
     for name, text in (extra_files or {}).items():
         (tmp / name).write_text(text)
-    _write_synced(tmp / COMPLETE, "final\n")
+    write_synced(tmp / COMPLETE, "final\n")
     if out_dir.exists():
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)
@@ -107,3 +105,52 @@ def prepare_run(cfg, resume: bool) -> tuple[Path, str | None]:
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     return out, ckpt
+
+
+# ---------------------------------------------------------------------------------------------
+# Models, tokenizers and the mode markers
+
+
+def register_markers(model, tok, modes) -> list[int]:
+    """Add the mode markers to the tokenizer (if new) and give new ones embedding rows; their ids.
+
+    Never shrinks the table (Qwen3 pads it past the vocabulary, so new ids usually fit without a
+    resize), and starts every new row at the mean of the trained rows, also where it lands on a
+    padding row nobody trained."""
+    n_before = len(tok)
+    added = modes_lib.add_marker_tokens(tok, modes)
+    if added and len(tok) > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tok), mean_resizing=False)
+    ids = modes_lib.marker_token_ids(tok, modes)  # fails loudly if a marker is not one token
+    if added:
+        init_new_rows(model, [i for i in ids if i >= n_before], n_before)
+    return ids
+
+
+def expose_head_bias(model) -> None:
+    """Let TRL's fused LM head read a marker-row-trained head.
+
+    TRL computes log-probs from ``lm_head.weight`` and ``lm_head.bias`` directly. PEFT's
+    trainable-token wrapper serves ``weight`` with the trained rows merged in, but has no ``bias``;
+    a bias-free head (Qwen, Llama) gets an explicit ``bias = None`` on the wrapper. A head with a
+    bias is refused, with the fallback named.
+    """
+    head = model.get_output_embeddings()
+    if type(head).__name__ != "TrainableTokensWrapper" or "bias" in vars(head):
+        return
+    bias = getattr(head.get_base_layer() if hasattr(head, "get_base_layer") else head.original_module, "bias", None)
+    if bias is not None:
+        raise ValueError("lora.train_embeddings=markers: this model's LM head has a bias, which PEFT's trainable-token "
+                         "wrapper does not pass to TRL's fused LM head; use lora.train_embeddings=full")
+    head.bias = None
+
+
+def load_model_and_tokenizer(path: str, bf16: bool = False):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16 if bf16 else torch.float32)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return model, tok

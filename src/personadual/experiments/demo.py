@@ -7,7 +7,7 @@ grpo) -> evaluation of every model on the test split (plus the no-persona upper 
 Every stage is skipped when its output is complete (a COMPLETE marker, or metrics.json written
 last), so a rerun after a crash resumes; a resumed stage's time in stage_seconds.json includes what
 ran before the crash (saved every 10 s, `StageClock`). Independent jobs run as parallel
-1-thread processes (two 1-thread jobs beat one 2-thread job on this machine: TINY_MODEL_NOTES).
+1-thread processes (on 2 cores, two 1-thread jobs beat one 2-thread job).
 The stage settings live in recipes/tiny-cpu/; the demo only adds paths and thread counts (and, for
 demo-full, FULL_OVERRIDES).
 """
@@ -23,8 +23,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .checkpoint import is_complete
-from .files import write_text_atomic
+from ..training import is_complete
+from ..files import write_text_atomic
 
 SFT_VARIANTS = ("dual", "general_only", "personalized_only", "persona_prompted")
 # `make demo-full`: what the demo's 15-minute budget leaves out (see docs/results.md for both runs)
@@ -139,8 +139,8 @@ class Stages:
     def data_stage(self) -> bool:
         if (self.data / "stats.json").exists():
             return False
-        from .config import load_config
-        from .data.personabench import BenchConfig, write
+        from ..config import load_config
+        from ..data.personabench import BenchConfig, write
 
         write(load_config(BenchConfig, None, [f"seed={self.p.seed}", *self._extra("data")]), self.data)
         return True
@@ -148,8 +148,8 @@ class Stages:
     def tiny_stage(self) -> bool:
         if is_complete(self.out / "tiny"):
             return False
-        from .config import load_config
-        from .models.tiny import TinyModelConfig, init_tiny
+        from ..config import load_config
+        from ..models.tiny import TinyModelConfig, init_tiny
 
         init_tiny(self.data, self.out / "tiny", load_config(TinyModelConfig, None, [f"seed={self.p.seed}", *self._extra("tiny")]))
         return True
@@ -207,7 +207,7 @@ class Stages:
         return bool(jobs)
 
     def report_stage(self, upstream_changed: bool = True) -> bool:
-        from .eval.report import compare_runs, load_run
+        from ..eval.report import compare_runs, load_run
         from .demo_report import demo_report
 
         if (self.out / "report.md").exists() and not upstream_changed:
@@ -257,7 +257,7 @@ def merge_overrides(*layers: dict) -> dict:
 
 
 def build_summary(out: Path, times: dict) -> dict:
-    from .eval.report import load_run
+    from ..eval.report import load_run
 
     def entry(m: dict) -> dict:
         return {"acc": {c: v["mean"] for c, v in m["acc"].items()},
@@ -273,7 +273,7 @@ def build_summary(out: Path, times: dict) -> dict:
 
 
 def _find_recipes() -> Path:
-    for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
+    for base in (Path.cwd(), Path(__file__).resolve().parents[3]):
         if (base / "recipes" / "tiny-cpu" / "sft.yaml").exists():
             return base / "recipes" / "tiny-cpu"
     raise FileNotFoundError("recipes/tiny-cpu not found: run from the repository root or pass --recipes")

@@ -1,8 +1,0 @@
-"""``python -m personadual.teach --endpoint URL --model NAME --in FILE --out FILE ...`` (= ``personadual data teach``)."""
-
-import typer
-
-from .commands import teach_command
-
-if __name__ == "__main__":
-    typer.run(teach_command)
