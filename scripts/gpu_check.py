@@ -193,7 +193,7 @@ def main(argv=None) -> dict:
     sft_cfg = load_config(SFTRunConfig, None, common + template + [
         f"model={work / 'model'}", f"output_dir={work / 'sft'}", "mix=dual", "cross_mode_share=0.3",
         f"max_steps={a.sft_steps}", f"per_device_train_batch_size={a.sft_batch}", "max_length=512",
-        "learning_rate=5e-4", "warmup_ratio=0.0", "lr_scheduler_type=constant"])
+        "learning_rate=5e-4", "warmup_steps=0.0", "lr_scheduler_type=constant"])
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     timer, _ = timed_stage(lambda: sft_main(sft_cfg), sync)

@@ -32,7 +32,7 @@ def tiny_dir(bench_dir, tmp_path_factory):
 def sft_overrides(model, data, out, **extra):
     """Overrides for a seconds-long SFT run of the tiny test model."""
     kw = dict(model=model, data=data, output_dir=out, learning_rate=3e-3, max_steps=40, per_device_train_batch_size=16,
-              max_length=256, save_steps=1000, logging_steps=10, eval_limit=0, threads=1, warmup_ratio=0.0)
+              max_length=256, save_steps=1000, logging_steps=10, eval_limit=0, threads=1, warmup_steps=0.0)
     kw.update(extra)
     return [f"{k}={v}" for k, v in kw.items()]
 

@@ -12,6 +12,7 @@ from personadual import modes
 from personadual.training import COMPLETE
 from personadual.config import ConfigError, load_config
 from personadual.rl.config import RLRunConfig
+from trl import GRPOConfig
 from personadual.rl.rewards import accuracy_reward, format_reward, make_judge_reward, persona_consistency_reward
 
 G = 4
@@ -56,7 +57,10 @@ def test_config_guards_the_traps():
     with pytest.raises(ConfigError, match="one advantage per sequence"):
         load_config(RLRunConfig, None, base + ["loss_type=luspo"])
     with pytest.raises(ConfigError, match="unknown reward"):
-        load_config(RLRunConfig, None, base + ["reward_weights={accuracy: 1, vibes: 1}"])
+        load_config(RLRunConfig, None, base + ["rewards={accuracy: 1, vibes: 1}"])
+    with pytest.raises(ConfigError, match="reward_weights: personadual sets it from `rewards`"):
+        load_config(RLRunConfig, None, base + ["reward_weights=[1.0]"])
+    assert load_config(RLRunConfig, None, base + ["rewards={accuracy: 1}"]).reward_weights == [1.0]
     assert load_config(RLRunConfig, None, base + ["loss_type=luspo", "estimator=grpo"]).loss_type == "luspo"
     with pytest.raises(ConfigError, match="marker_mass_coef needs estimator 'dual'"):
         load_config(RLRunConfig, None, base + ["estimator=grpo", "marker_mass_coef=0.5"])
@@ -65,16 +69,31 @@ def test_config_guards_the_traps():
     assert load_config(RLRunConfig, None, base + ["marker_mass_coef=0.5"]).marker_mass_coef == 0.5
 
 
-def test_trl_args_reach_grpo_config_and_bad_keys_are_named(sft_model, bench_dir, tmp_path):
-    trainer = make_trainer(sft_model, bench_dir, tmp_path, **{"trl_args.max_grad_norm": 0.25, "trl_args.top_k": 5})
-    assert trainer.args.max_grad_norm == 0.25 and trainer.args.top_k == 5
+def test_every_grpo_config_field_is_a_recipe_key_checked_by_trl(sft_model, bench_dir, tmp_path):
+    cfg = load_config(RLRunConfig, None, rl_overrides(sft_model, bench_dir, tmp_path) + ["max_grad_norm=0.25", "top_k=5"])
+    assert isinstance(cfg, GRPOConfig) and cfg.max_grad_norm == 0.25 and cfg.top_k == 5
+    trainer = make_trainer(sft_model, bench_dir, tmp_path, max_grad_norm=0.25, top_k=5)
+    assert trainer.args.max_grad_norm == 0.25 and trainer.args.top_k == 5 and trainer.args.estimator == "dual"
     f = tmp_path / "rl.yaml"
-    f.write_text("model: m\ndata: d\noutput_dir: o\ntrl_args:\n  vllm_gpu_memory_utilisation: 0.3\n")
-    with pytest.raises(ConfigError, match=r"rl.yaml: trl_args.vllm_gpu_memory_utilisation: not a field of trl's GRPOConfig; "
-                                          r"did you mean \['vllm_gpu_memory_utilization'\]"):
+    f.write_text("model: m\ndata: d\noutput_dir: o\nvllm_gpu_memory_utilisation: 0.3\n")
+    with pytest.raises(ConfigError, match=r"rl.yaml: unknown key\(s\) \['vllm_gpu_memory_utilisation'\]; "
+                                          r"vllm_gpu_memory_utilisation: did you mean \['vllm_gpu_memory_utilization'"):
         load_config(RLRunConfig, f)
-    with pytest.raises(ConfigError, match="trl_args.learning_rate: a personadual field of its own"):
-        load_config(RLRunConfig, None, ["model=m", "data=d", "output_dir=o", "trl_args.learning_rate=1e-3"])
+    with pytest.raises(ConfigError, match="overrides: .*vllm_mode"):  # a value TRL refuses, in TRL's words
+        load_config(RLRunConfig, None, ["model=m", "data=d", "output_dir=o", "vllm_mode=remote"])
+
+
+def test_the_resolved_config_loads_back(sft_model, bench_dir, tmp_path):
+    from personadual.config import save_config
+
+    cfg = load_config(RLRunConfig, None, rl_overrides(sft_model, bench_dir, tmp_path) + ["lora.r=4", "judge.endpoint=u",
+                                                                                          "judge.model=j"])
+    save_config(cfg, tmp_path / "config.yaml")
+    again = load_config(RLRunConfig, tmp_path / "config.yaml", ["seed=3"])  # as rl-compare reruns a seed
+    assert again.seed == 3 and again.data_seed == 3 and again.lora.r == 4 and again.judge.model == "j"
+    assert again.reward_weights == cfg.reward_weights == [0.9, 0.1, 0.5]
+    assert again.lr_scheduler_type == cfg.lr_scheduler_type and again.learning_rate == cfg.learning_rate
+    assert again.report_to == cfg.report_to == []  # YAML's "none" stays TRL's "none", not null
 
 
 class _Stop(Exception):
@@ -89,9 +108,9 @@ def test_the_trl_config_exists_before_the_model_is_loaded(stage, sft_model, benc
     from personadual.sft.config import SFTRunConfig
 
     events = []
-    cls_name = {"sft": "SFTConfig", "rl": "GRPOConfig"}[stage]
-    real = getattr(trl, cls_name)
-    monkeypatch.setattr(trl, cls_name, lambda **kw: events.append("trl config") or real(**kw))
+    cls = {"sft": trl.SFTConfig, "rl": trl.GRPOConfig}[stage]
+    real = cls.__post_init__
+    monkeypatch.setattr(cls, "__post_init__", lambda self: events.append("trl config") or real(self))
 
     def loader(*a, **k):
         events.append("model")
@@ -207,19 +226,17 @@ def test_rl_kill_and_resume_gives_the_same_weights(sft_model, bench_dir, tmp_pat
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
 
 
-def test_judge_reward_against_a_local_endpoint():
+def _judge_server(reply, on_request=lambda path, body, headers: None):
+    """An OpenAI-compatible judge on loopback (threaded): every request is answered with ``reply``."""
     import json
     import threading
-    from http.server import BaseHTTPRequestHandler, HTTPServer
-
-    seen = []
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     class Judge(BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            seen.append((self.path, body, self.headers.get("Authorization")))
-            reply = {"choices": [{"message": {"role": "assistant", "content": "Score: 7"}}]}
-            data = json.dumps(reply).encode()
+            on_request(self.path, body, self.headers)
+            data = json.dumps({"choices": [{"message": {"role": "assistant", "content": reply}}]}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -229,13 +246,19 @@ def test_judge_reward_against_a_local_endpoint():
         def log_message(self, *a):
             pass
 
-    server = HTTPServer(("127.0.0.1", 0), Judge)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Judge)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_judge_reward_against_a_local_endpoint():
+    import asyncio
+    import inspect
+
+    seen = []
+    server = _judge_server("Score: 7", lambda path, body, headers: seen.append((path, body, headers.get("Authorization"))))
     try:
         judge = make_judge_reward(f"http://127.0.0.1:{server.server_port}/v1", "judge-model", api_key="k", timeout=5)
-        import asyncio
-        import inspect
-
         assert inspect.iscoroutinefunction(judge)  # TRL runs async rewards concurrently
         out = asyncio.run(judge(["\nthink\n<answer> {\"answer\": \"A\"} </answer>", "x"], persona=["a chef", "a pilot"],
                                 question=["q1", "q2"], kind=["personalized", "objective"], mode=["personalized", "general"]))
@@ -251,35 +274,20 @@ def test_judge_reward_against_a_local_endpoint():
 
 def test_judge_reward_sends_a_batch_concurrently():
     import asyncio
-    import json
     import threading
     import time
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    state = {"now": 0, "most": 0}
-    lock = threading.Lock()
+    state, lock = {"now": 0, "most": 0}, threading.Lock()
 
-    class Judge(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            self.rfile.read(int(self.headers["Content-Length"]))
-            with lock:
-                state["now"] += 1
-                state["most"] = max(state["most"], state["now"])
-            time.sleep(0.3)  # long enough for the batch's other requests to arrive
-            with lock:
-                state["now"] -= 1
-            data = json.dumps({"choices": [{"message": {"role": "assistant", "content": "9"}}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def slow(path, body, headers):
+        with lock:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        time.sleep(0.3)  # long enough for the batch's other requests to arrive
+        with lock:
+            state["now"] -= 1
 
-        def log_message(self, *a):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Judge)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = _judge_server("9", slow)
     try:
         judge = make_judge_reward(f"http://127.0.0.1:{server.server_port}/v1", "j", concurrency=4, only_kind=None)
         assert asyncio.run(judge(["a"] * 6)) == [0.9] * 6

@@ -78,19 +78,20 @@ def test_config_errors_name_the_file_and_key(tmp_path):
     assert cfg.lora.r == 4 and cfg.lora.alpha == 32
 
 
-def test_trl_args_are_checked_against_trl_sft_config(tmp_path):
+def test_every_sft_config_field_is_a_recipe_key_checked_by_trl(tmp_path):
+    from trl import SFTConfig
+
     base = ["model=m", "data=d", "output_dir=o"]
-    cfg = load_config(SFTRunConfig, None, base + ["trl_args.max_grad_norm=0.5", "trl_args.report_to=tensorboard"])
-    assert cfg.trl_args == {"max_grad_norm": 0.5, "report_to": "tensorboard"}
-    with pytest.raises(ConfigError, match=r"trl_args.packng: not a field of trl's SFTConfig; did you mean \['packing'"):
-        load_config(SFTRunConfig, None, base + ["trl_args.packng=true"])
-    with pytest.raises(ConfigError, match="trl_args.completion_only_loss: personadual sets it"):
-        load_config(SFTRunConfig, None, base + ["trl_args.completion_only_loss=false"])
-    with pytest.raises(ConfigError, match="trl_args.max_length: a personadual field of its own"):
-        load_config(SFTRunConfig, None, base + ["trl_args.max_length=64"])
-    with pytest.raises(ConfigError, match="trl_args: expected a mapping of SFTConfig fields, got list"):
-        load_config(SFTRunConfig, None, base + ["trl_args=[packing]"])
-    assert load_config(SFTRunConfig, None, base + ["trl_args=null"]).trl_args == {}
+    cfg = load_config(SFTRunConfig, None, base + ["max_grad_norm=0.5", "report_to=tensorboard", "packing=true"])
+    assert isinstance(cfg, SFTConfig) and (cfg.max_grad_norm, cfg.report_to, cfg.packing) == (0.5, ["tensorboard"], True)
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['packng'\]; packng: did you mean \['packing'"):
+        load_config(SFTRunConfig, None, base + ["packng=true"])
+    with pytest.raises(ConfigError, match="completion_only_loss: personadual trains on completions only"):
+        load_config(SFTRunConfig, None, base + ["completion_only_loss=false"])
+    with pytest.raises(ConfigError, match="deepspeed: recipes/accelerate/zero3.json needs the deepspeed package"):
+        load_config(SFTRunConfig, None, base + ["deepspeed=recipes/accelerate/zero3.json"])
+    cfg = load_config(SFTRunConfig, None, base)
+    assert (cfg.learning_rate, cfg.seed, cfg.data_seed, cfg.max_length, cfg.completion_only_loss) == (1e-5, 0, 0, 4096, True)
 
 
 def test_sft_trains_and_saves_resolved_config(sft_model):
@@ -177,3 +178,15 @@ def test_lora_without_embeddings_keeps_the_embedding_rows(bench_dir, tiny_dir, t
     after = load_file(tmp_path / "model" / "model.safetensors")
     emb = "model.embed_tokens.weight"
     assert torch.equal(before[emb], after[emb][: before[emb].shape[0]])
+
+
+def test_keys_lists_trls_fields_with_their_help():
+    from typer.testing import CliRunner
+
+    from personadual.cli import app
+
+    r = CliRunner().invoke(app, ["keys", "sft", "pack"])
+    assert r.exit_code == 0 and "\npacking = False  # " in r.output and "mix =" not in r.output
+    r = CliRunner().invoke(app, ["keys", "rl", "marker_mass"])
+    assert r.exit_code == 0 and "marker_mass_coef = 0.0  # dual: lambda" in r.output
+    assert CliRunner().invoke(app, ["keys", "ppo"]).exit_code == 2

@@ -157,6 +157,22 @@ def _run_sft(config: Path, overrides: list[str], resume: bool):
     _print(main(_load(SFTRunConfig, config, overrides), resume=resume))
 
 
+@app.command("keys")
+def keys_cmd(stage: str = typer.Argument(..., help="sft | rl"),
+             grep: Optional[str] = typer.Argument(None, help="only keys containing this text")):
+    """Every recipe key of a stage (TRL's own fields included), with its default and help."""
+    import dataclasses
+
+    from .rl.config import RLRunConfig
+    from .sft.config import SFTRunConfig
+
+    cls = {"sft": SFTRunConfig, "rl": RLRunConfig}.get(stage) or _fail(f"stage: expected sft or rl, got {stage!r}")
+    for f in sorted(dataclasses.fields(cls), key=lambda f: f.name):
+        if f.init and not f.name.startswith("_") and (grep is None or grep in f.name):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            typer.echo(f"{f.name} = {default!r}  # {' '.join(str(f.metadata.get('help', '')).split())}")
+
+
 @app.command("rl")
 def rl(config: Path = typer.Option(..., help="recipe, e.g. recipes/tiny-cpu/rl.yaml"),
        resume: bool = typer.Option(False, help="resume from the last complete checkpoint"),

@@ -1,8 +1,10 @@
 """Config loading shared by every stage: YAML recipe + ``key=value`` overrides -> a validated dataclass.
 
 Each stage owns one dataclass (fields documented with ``field(metadata={"help": ...})``) that checks
-itself in ``__post_init__``. Unknown keys are errors that name the file and the key, so a typo in
-a recipe never silently falls back to a default. The resolved config is saved next to outputs.
+itself in ``__post_init__``; the training stages' extend TRL's own (`SFTConfig`, `GRPOConfig`), so
+every TRL option is a key with TRL's checks. Unknown keys are errors that name the file and the key
+(with the closest known ones), so a typo in a recipe never silently falls back to a default. The
+resolved config is saved next to outputs and loads back.
 """
 
 from __future__ import annotations
@@ -55,7 +57,10 @@ def from_dict(cls: type[T], data: dict, where: str = "config") -> T:
     hints = typing.get_type_hints(cls)
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
+        hints = {k: difflib.get_close_matches(k, fields, n=3) for k in unknown}
+        hint = "; ".join(f"{k}: did you mean {v}?" for k, v in hints.items() if v)
+        known = f"{len(fields)} fields of {cls.__name__}" if len(fields) > 40 else f"known: {sorted(fields)}"
+        raise ConfigError(f"{where}: unknown key(s) {unknown}{'; ' + hint if hint else ''} ({known})")
     kwargs = {}
     for name, value in data.items():
         sub = _dataclass_type(hints[name])
@@ -64,14 +69,14 @@ def from_dict(cls: type[T], data: dict, where: str = "config") -> T:
         kwargs[name] = _coerce_number(hints[name], value, f"{where}: {name}")
     try:
         return cls(**kwargs)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, ImportError) as e:  # ImportError: e.g. a deepspeed config without deepspeed
         raise ConfigError(f"{where}: {e}") from e
 
 
 def _coerce_number(ftype, value, where: str):
     """YAML 1.1 reads ``5e-5`` as a string; a float field gets a float, or a clear error."""
     allowed = set(typing.get_args(ftype)) or {ftype}
-    if value in ("None", "none") and type(None) in allowed:  # Python spelling of YAML's null
+    if value in ("None", "none") and type(None) in allowed and str not in allowed:  # Python spelling of YAML's null
         return None
     if isinstance(value, str) and (allowed & {float, int}) and str not in allowed:
         try:
@@ -106,27 +111,56 @@ def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: 
     return from_dict(cls, _merge(data, parse_overrides(overrides)), where)
 
 
-def check_passthrough(target: type, extra: dict, own_fields, protected: dict | None = None, where: str = "trl_args") -> None:
-    """Check extra settings meant for a library's config dataclass (TRL's SFTConfig/GRPOConfig).
+def help_field(text: str, default=None, factory=None):
+    """A dataclass field with its help text (TRL's convention: ``metadata={"help": ...}``)."""
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata={"help": text})
+    return dataclasses.field(default=default, metadata={"help": text})
 
-    A key must be a field of ``target`` (a typo would otherwise be lost in a TypeError deep in the
-    trainer), must not duplicate one of our own fields (one place per setting), and must not be one
-    personadual fixes (``protected``: key -> why, e.g. SFT's completion-only loss).
-    """
-    if not isinstance(extra, dict):
-        raise ConfigError(f"{where}: expected a mapping of {target.__name__} fields, got {type(extra).__name__}")
-    known = {f.name for f in dataclasses.fields(target)}
-    for key in extra:
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=3)
-            hint = f"; did you mean {close}?" if close else ""
-            raise ConfigError(f"{where}.{key}: not a field of {target.__module__.split('.')[0]}'s {target.__name__}{hint}")
-        if key in own_fields:
-            raise ConfigError(f"{where}.{key}: a personadual field of its own: set `{key}` at the top level")
-        if key in (protected or {}):
-            raise ConfigError(f"{where}.{key}: personadual sets it: {protected[key]}")
+
+def remember_given(cfg) -> None:
+    """Keep the values a config was built with, before any check derives others from them: what
+    `save_config` writes, so a saved config loads back (TRL derives e.g. generation_batch_size from
+    steps_per_generation and refuses both being set)."""
+    cfg._given = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.init}
+
+
+def fill_trl_defaults(cfg) -> None:
+    """What a stage config decides for TRL before TRL's own checks run: CPU when no GPU is visible
+    (bf16 is then refused by TRL unless asked for on CPU), the data order seeded like the rest."""
+    if cfg.use_cpu is None:
+        import torch
+
+        cfg.use_cpu = not torch.cuda.is_available()
+    if cfg.data_seed is None:
+        cfg.data_seed = cfg.seed
+    if cfg.deepspeed:
+        import importlib.util
+
+        if importlib.util.find_spec("deepspeed") is None:
+            raise ImportError(f"deepspeed: {cfg.deepspeed} needs the deepspeed package (pip install "
+                              "'personadual[deepspeed]', on a GPU machine); or set deepspeed=null")
+
+
+def plain(cfg) -> dict:
+    """A config's init fields as YAML-safe values (enums by value, nested dataclasses as dicts)."""
+    import enum
+
+    def value(v):
+        if isinstance(v, enum.Enum):
+            return v.value
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            return {f.name: value(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, dict):
+            return {k: value(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [value(x) for x in v]
+        return v
+
+    given = getattr(cfg, "_given", None)
+    return {f.name: value(given[f.name] if given else getattr(cfg, f.name)) for f in dataclasses.fields(cfg) if f.init}
 
 
 def save_config(cfg, path: str | os.PathLike) -> None:
-    """Write the resolved config as YAML, atomically."""
-    write_text_atomic(path, yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))  # every rank saves it
+    """Write the resolved config as YAML, atomically; `load_config` reads it back."""
+    write_text_atomic(path, yaml.safe_dump(plain(cfg), sort_keys=False))  # every rank saves it

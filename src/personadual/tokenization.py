@@ -144,6 +144,8 @@ def settings_text(chat_template_kwargs: dict) -> str:
 def resolve_chat_template_kwargs(explicit: dict | None, model_dir) -> dict:
     """What a stage renders prompts with: its own setting when given (``{}`` = none), else what the
     model it starts from was trained with."""
+    if isinstance(explicit, str):  # TRL's GRPOConfig field also takes a JSON string
+        explicit = json.loads(explicit)
     if explicit is not None:
         if not isinstance(explicit, dict):
             raise ValueError(f"chat_template_kwargs must be a mapping, got {type(explicit).__name__}")

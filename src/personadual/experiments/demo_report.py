@@ -57,6 +57,7 @@ def measurements(metrics: dict[str, dict], diffs: dict[str, dict] | None = None)
     for n in ("rl_dual", "rl_dual_paper", "rl_grpo"):
         h, oracle, decisive = (metrics[n].get(k) for k in ("hacc", "hacc_cell_oracle", "decisive"))
         if h is None:
+            out.append(f"HAcc of {n}: none, the modes never disagree (0 decisive items).")
             continue
         out.append(f"HAcc of {n} (it picks the mode that is right, where the modes disagree): {100 * h:.1f}% on "
                    f"{decisive} decisive items" + (f"; {CELL_ORACLE} on these items, would score {100 * oracle:.1f}%"

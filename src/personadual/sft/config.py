@@ -1,22 +1,15 @@
-"""The SFT stage's one config. Recipes: recipes/<name>/sft.yaml; CLI overrides: key=value."""
+"""The SFT stage's one config: TRL's SFTConfig extended. Recipes: recipes/<name>/sft.yaml; CLI overrides: key=value."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 
-from ..config import check_passthrough
+from trl import SFTConfig
+
+from ..config import fill_trl_defaults, help_field, remember_given
 from .mixes import ALL_MIXES
 
-
-def _help(text: str, default=None, factory=None):
-    if factory is not None:
-        return field(default_factory=factory, metadata={"help": text})
-    return field(default=default, metadata={"help": text})
-
-
-# SFTConfig fields the stage sets itself and trl_args may not change
-SFT_FIXED = {"completion_only_loss": "the loss is on completions only (prompts are context)",
-             "warmup_steps": "from warmup_ratio"}
+DEFAULT_MARKERS = {"general": "[General_mode]", "personalized": "[Personalized_mode]"}
 
 
 EMBEDDING_CHOICES = ("markers", "full", "none")
@@ -24,11 +17,11 @@ EMBEDDING_CHOICES = ("markers", "full", "none")
 
 @dataclass
 class LoraSpec:
-    r: int = _help("LoRA rank", 16)
-    alpha: int = _help("LoRA alpha (scale = alpha / r)", 32)
-    dropout: float = _help("LoRA dropout", 0.05)
-    target_modules: list[str] | str = _help("modules to adapt ('all-linear' or a list)", "all-linear")
-    train_embeddings: str = _help("which embedding rows train beside the adapters, so the mode markers (new tokens) "
+    r: int = help_field("LoRA rank", 16)
+    alpha: int = help_field("LoRA alpha (scale = alpha / r)", 32)
+    dropout: float = help_field("LoRA dropout", 0.05)
+    target_modules: list[str] | str = help_field("modules to adapt ('all-linear' or a list)", "all-linear")
+    train_embeddings: str = help_field("which embedding rows train beside the adapters, so the mode markers (new tokens) "
                                   "can be learned: 'markers' (only the markers' rows, input and output tables), "
                                   "'full' (both tables in full), 'none' (markers keep their initial rows); "
                                   "true = markers, false = none", "markers")
@@ -85,49 +78,48 @@ def embedding_module_names(model) -> list[str]:
 
 
 @dataclass
-class SFTRunConfig:
-    model: str = _help("model directory or hub id to start from (loaded with from_pretrained)", "")
-    data: str = _help("training items (JSONL, or a PersonaBench directory: its train.jsonl)", "")
-    output_dir: str = _help("where checkpoints and the final model (output_dir/model) go", "")
-    mix: str = _help(f"which traces to train on: {', '.join(ALL_MIXES)}", "dual")
-    cross_mode_share: float = _help("dual mix: share of items that also get their other mode's (verified) trace", 0.0)
-    eval_data: str | None = _help("items for the end-of-run check (JSONL or directory: its val.jsonl)", None)
-    eval_limit: int = _help("how many eval items to generate for the end-of-run check (0 = none)", 400)
-    limit: int | None = _help("use only the first N training items", None)
-    # optimisation (passed to TRL's SFTConfig)
-    learning_rate: float = _help("peak learning rate", 1e-5)
-    num_train_epochs: float = _help("epochs (ignored when max_steps > 0)", 1.0)
-    max_steps: int = _help("optimizer steps; -1 = use num_train_epochs", -1)
-    per_device_train_batch_size: int = _help("batch size per device", 8)
-    gradient_accumulation_steps: int = _help("micro-batches per optimizer step", 1)
-    lr_scheduler_type: str = _help("HF scheduler name", "cosine")
-    warmup_ratio: float = _help("share of steps spent warming up", 0.03)
-    weight_decay: float = _help("AdamW weight decay", 0.0)
-    max_length: int = _help("max tokens per example (prompt + completion)", 4096)
-    seed: int = _help("seed for init, data order and dropout", 0)
-    bf16: bool = _help("train in bf16 (GPU)", False)
-    gradient_checkpointing: bool = _help("trade compute for memory", False)
-    deepspeed: str | None = _help("DeepSpeed JSON config (e.g. recipes/accelerate/zero3.json)", None)
-    lora: LoraSpec | None = _help("LoRA settings; null = full fine-tune", None)
-    logging_steps: int = _help("log every N steps", 10)
-    save_steps: int = _help("checkpoint every N steps", 200)
-    save_total_limit: int | None = _help("keep at most N checkpoints", 2)
-    threads: int | None = _help("torch CPU threads (None = torch default)", None)
-    modes: dict = _help("mode name -> marker", factory=lambda: {"general": "[General_mode]", "personalized": "[Personalized_mode]"})
-    add_marker_tokens: bool = _help("register markers as special tokens (new ones start at the mean embedding row)", True)
-    chat_template_kwargs: dict | None = _help("passed to the chat template wherever a prompt is rendered (Qwen3: "
-                                              "{enable_thinking: false}); saved with the model; null = the start "
-                                              "model's saved settings, {} = none", None)
-    trl_args: dict = _help("more fields of TRL's SFTConfig, passed as they are (e.g. packing, max_grad_norm, report_to)",
-                           factory=dict)
+class SFTRunConfig(SFTConfig):
+    """TRL's SFTConfig plus the method's fields: every SFTConfig field is a recipe key too, with TRL's
+    own help and checks (packing, max_grad_norm, report_to, ...). Fields re-declared here keep TRL's
+    meaning with personadual's defaults."""
+
+    model: str = help_field("model directory or hub id to start from (loaded with from_pretrained)", "")
+    data: str = help_field("training items (JSONL, or a PersonaBench directory: its train.jsonl)", "")
+    mix: str = help_field(f"which traces to train on: {', '.join(ALL_MIXES)}", "dual")
+    cross_mode_share: float = help_field("dual mix: share of items that also get their other mode's (verified) trace", 0.0)
+    eval_data: str | None = help_field("items for the end-of-run check (JSONL or directory: its val.jsonl)", None)
+    eval_limit: int = help_field("how many eval items to generate for the end-of-run check (0 = none)", 400)
+    limit: int | None = help_field("use only the first N training items", None)
+    lora: LoraSpec | None = help_field("LoRA settings; null = full fine-tune", None)
+    threads: int | None = help_field("torch CPU threads (None = torch default)", None)
+    modes: dict = help_field("mode name -> marker", factory=lambda: dict(DEFAULT_MARKERS))
+    add_marker_tokens: bool = help_field("register markers as special tokens (new ones start at the mean embedding row)", True)
+    chat_template_kwargs: dict | None = help_field("passed to the chat template wherever a prompt is rendered (Qwen3: "
+                                                   "{enable_thinking: false}); saved with the model; null = the start "
+                                                   "model's saved settings, {} = none", None)
+    # TRL fields with personadual's defaults
+    output_dir: str | None = help_field("where checkpoints and the final model (output_dir/model) go", None)
+    learning_rate: float = help_field("peak learning rate", 1e-5)
+    num_train_epochs: float = help_field("epochs (ignored when max_steps > 0)", 1.0)
+    lr_scheduler_type: str = help_field("HF scheduler name", "cosine")
+    warmup_steps: float = help_field("warm-up steps; below 1, a share of the run", 0.03)
+    max_length: int | None = help_field("max tokens per example (prompt + completion)", 4096)
+    seed: int = help_field("seed for init, data order and dropout", 0)
+    bf16: bool | None = help_field("train in bf16 (GPU)", False)
+    save_steps: float = help_field("checkpoint every N steps", 200)
+    save_total_limit: int | None = help_field("keep at most N checkpoints", 2)
+    use_cpu: bool | None = help_field("train on CPU; None = when no GPU is visible", None)
+    disable_tqdm: bool | None = help_field("hide progress bars", False)
+    completion_only_loss: bool | None = help_field("fixed: the loss is on completions only (the prompt is context)", True)
 
     def __post_init__(self):
+        remember_given(self)
         missing = [k for k in ("model", "data", "output_dir") if not getattr(self, k)]
         if missing:
             raise ValueError(f"missing required field(s): {missing}")
         if self.mix not in ALL_MIXES:
             raise ValueError(f"mix: unknown {self.mix!r}; known: {list(ALL_MIXES)}")
-        if self.learning_rate <= 0 or self.per_device_train_batch_size < 1 or self.max_length < 8:
+        if self.learning_rate <= 0 or self.per_device_train_batch_size < 1 or (self.max_length or 8) < 8:
             raise ValueError("learning_rate > 0, per_device_train_batch_size >= 1 and max_length >= 8 required")
         if self.max_steps == 0 or (self.max_steps < 0 and self.num_train_epochs <= 0):
             raise ValueError("set max_steps > 0 or num_train_epochs > 0")
@@ -135,8 +127,8 @@ class SFTRunConfig:
             raise ValueError("cross_mode_share must be in [0, 1]")
         if self.save_steps < 1:
             raise ValueError("save_steps must be >= 1")
-        self.trl_args = {} if self.trl_args is None else self.trl_args
-        if self.trl_args:
-            from trl import SFTConfig
-
-            check_passthrough(SFTConfig, self.trl_args, {f.name for f in fields(self)}, SFT_FIXED)
+        if self.completion_only_loss is False:
+            raise ValueError("completion_only_loss: personadual trains on completions only (the prompt is context)")
+        self.completion_only_loss = True
+        fill_trl_defaults(self)
+        super().__post_init__()

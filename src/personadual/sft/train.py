@@ -19,28 +19,12 @@ from .mixes import build_examples
 
 
 def main(cfg: SFTRunConfig, resume: bool = False) -> dict:
-    import torch
+    """Train with ``cfg``, itself TRL's SFTConfig: it exists before the model is loaded, so with
+    DeepSpeed ZeRO-3 in it from_pretrained loads each weight straight into its shard (zero.Init)."""
     from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTTrainer
 
     out, ckpt = prepare_run(cfg, resume)
-
-    # The TRL config comes first: with DeepSpeed ZeRO-3 in it, from_pretrained then loads each weight
-    # straight into its shard (zero.Init) instead of a full copy per process.
-    ours = dict(
-        output_dir=str(out), learning_rate=cfg.learning_rate, num_train_epochs=cfg.num_train_epochs,
-        max_steps=cfg.max_steps, per_device_train_batch_size=cfg.per_device_train_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps, lr_scheduler_type=cfg.lr_scheduler_type,
-        warmup_steps=cfg.warmup_ratio, weight_decay=cfg.weight_decay, max_length=cfg.max_length, seed=cfg.seed,
-        data_seed=cfg.seed, bf16=cfg.bf16,
-        deepspeed=cfg.deepspeed, logging_steps=cfg.logging_steps, save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit, completion_only_loss=True, report_to="none",
-        use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, disable_tqdm=False,
-        **({"gradient_checkpointing": True} if cfg.gradient_checkpointing else {}),
-    )
-    # trl_args may replace our defaults (report_to, ...); SFTRunConfig refused the rest
-    args = SFTConfig(**{**ours, **cfg.trl_args})
-
     modes = modes_lib.ModeSet.from_dict(cfg.modes)
     model, tok = load_model_and_tokenizer(cfg.model, cfg.bf16)
     marker_ids = register_markers(model, tok, modes) if cfg.add_marker_tokens else modes_lib.marker_token_ids(tok, modes)
@@ -54,7 +38,7 @@ def main(cfg: SFTRunConfig, resume: bool = False) -> dict:
     print(f"[sft] {len(examples)} examples ({cfg.mix}) from {len(items)} items")
 
     peft_config = cfg.lora.to_peft(model, marker_ids) if cfg.lora is not None else None
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(example_ids(tok, examples)), processing_class=tok,
+    trainer = SFTTrainer(model=model, args=cfg, train_dataset=Dataset.from_list(example_ids(tok, examples)), processing_class=tok,
                          peft_config=peft_config, callbacks=[MarkCompleteCallback()])
     expose_head_bias(trainer.model)
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
