@@ -15,7 +15,7 @@ import torch
 
 from .. import modes as modes_lib
 from ..modes import AUTO, ModeSet, marker_distribution
-from ..tokenization import end_of_sequence_ids, load_settings
+from ..tokenization import end_of_sequence_ids, resolve_chat_template_kwargs
 from .types import EngineBase, Generation, GenerationConfig, check_mode_rows, opening, until_end
 
 
@@ -47,8 +47,7 @@ class Engine(EngineBase):
             path, dtype=getattr(torch, dtype) if dtype else "auto", use_safetensors=True,
             trust_remote_code=trust_remote_code,
         ).to(device).eval()
-        kwargs = chat_template_kwargs if chat_template_kwargs is not None else load_settings(path).get("chat_template_kwargs", {})
-        return cls(model, tok, modes or modes_lib.DEFAULT_MODES, dict(kwargs))
+        return cls(model, tok, modes or modes_lib.DEFAULT_MODES, resolve_chat_template_kwargs(chat_template_kwargs, path))
 
     @property
     def device(self):
@@ -66,11 +65,13 @@ class Engine(EngineBase):
         return ids.to(self.device), mask.to(self.device)
 
     @torch.no_grad()
-    def mode_stats(self, prompts: Sequence[str], batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    def mode_stats(self, prompts: Sequence[str], batch_size: int = 64,
+                   ids: Sequence[list[int]] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """p(mode | prompt) (N, n_modes), the softmax of the marker logits at the first completion
-        position, and the marker mass (N,): the full softmax's total on the markers."""
+        position, and the marker mass (N,): the full softmax's total on the markers. ``ids``: the
+        prompts' ids when the caller has them already."""
+        rows = self.prompt_ids(prompts) if ids is None else ids
         probs, mass = [], []
-        rows = self.prompt_ids(prompts)
         for i in range(0, len(rows), batch_size):
             ids_BT, mask_BT = self._batch(rows[i : i + batch_size])
             logits_BV = self.model(input_ids=ids_BT, attention_mask=mask_BT, logits_to_keep=1).logits[:, -1, :]
@@ -98,13 +99,13 @@ class Engine(EngineBase):
         modes_per = self.requested_modes(prompts, mode)
         if cfg.seed is not None:
             torch.manual_seed(cfg.seed)
-        mass = None
+        rows, mass = self.prompt_ids(prompts), None
         if p_mode is None:
-            p_mode, mass = self.mode_stats(prompts, cfg.batch_size)
+            p_mode, mass = self.mode_stats(prompts, cfg.batch_size, ids=rows)
         else:
             p_mode = check_mode_rows(p_mode, len(prompts))
         opened = opening(modes_per, p_mode, self.modes, cfg.temperature, self.tokenizer)
-        inputs = [p + x for p, x in zip(self.prompt_ids(prompts), opened.ids)]
+        inputs = [p + x for p, x in zip(rows, opened.ids)]
         # Sort by length so each batch pads little; results go back in the caller's order.
         order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
         texts: list[str] = [""] * len(inputs)

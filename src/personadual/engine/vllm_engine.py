@@ -20,7 +20,7 @@ import torch
 
 from .. import modes as modes_lib
 from ..modes import AUTO, ModeSet
-from ..tokenization import load_settings
+from ..tokenization import resolve_chat_template_kwargs
 from .types import EngineBase, Generation, GenerationConfig, check_mode_rows, opening
 
 
@@ -43,18 +43,19 @@ class VLLMEngine(EngineBase):
         self.tokenizer = self.llm.get_tokenizer()
         self.modes = modes
         self.marker_ids = modes_lib.marker_token_ids(self.tokenizer, modes)
-        saved = load_settings(path).get("chat_template_kwargs", {})
-        self.chat_template_kwargs = dict(chat_template_kwargs if chat_template_kwargs is not None else saved)
+        self.chat_template_kwargs = resolve_chat_template_kwargs(chat_template_kwargs, path)
 
-    def mode_stats(self, prompts: Sequence[str], batch_size: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """p(mode | prompt) (N, M) and the marker mass (N,), from each marker's prompt log-prob."""
+    def mode_stats(self, prompts: Sequence[str], batch_size: int = 0,
+                   ids: Sequence[list[int]] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """p(mode | prompt) (N, M) and the marker mass (N,), from each marker's prompt log-prob.
+        ``ids``: the prompts' ids when the caller has them already."""
         from vllm import SamplingParams
 
-        rows = self.prompt_ids(prompts)
+        rows = self.prompt_ids(prompts) if ids is None else ids
         if not rows:
             return torch.empty(0, len(self.marker_ids), dtype=torch.float64), torch.empty(0, dtype=torch.float64)
         params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False)
-        requests = [{"prompt_token_ids": ids + [m]} for ids in rows for m in self.marker_ids]
+        requests = [{"prompt_token_ids": r + [m]} for r in rows for m in self.marker_ids]
         results = self.llm.generate(requests, params, use_tqdm=False)
         M = len(self.marker_ids)
         logp_NM = torch.tensor([[_last_prompt_logprob(results[i * M + k], m) for k, m in enumerate(self.marker_ids)]
@@ -73,15 +74,15 @@ class VLLMEngine(EngineBase):
         params = SamplingParams(max_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
                                 stop=list(cfg.stop), include_stop_str_in_output=True, skip_special_tokens=False,
                                 seed=cfg.seed)
-        mass = None
+        rows, mass = self.prompt_ids(prompts), None
         if p_mode is None:
-            p_mode, mass = self.mode_stats(prompts)
+            p_mode, mass = self.mode_stats(prompts, ids=rows)
         else:
             p_mode = check_mode_rows(p_mode, len(prompts))
         if cfg.seed is not None:
             torch.manual_seed(cfg.seed)  # choose_modes samples with torch's RNG
         opened = opening(modes_per, p_mode, self.modes, cfg.temperature, self.tokenizer)
-        requests = [{"prompt_token_ids": p + x} for p, x in zip(self.prompt_ids(prompts), opened.ids)]
+        requests = [{"prompt_token_ids": p + x} for p, x in zip(rows, opened.ids)]
         results = self.llm.generate(requests, params, use_tqdm=False)
         gens = []
         for i, res in enumerate(results):

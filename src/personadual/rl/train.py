@@ -48,7 +48,8 @@ def build_trainer(cfg: RLRunConfig, model=None, tok=None):
         model, tok = load_model_and_tokenizer(cfg.model, cfg.bf16)
     items = read_split(cfg.data, "train")
     random.Random(cfg.seed).shuffle(items)
-    rows = rows_for(items[: cfg.limit], tok, resolve_chat_template_kwargs(cfg.chat_template_kwargs, cfg.model))
+    template_kwargs = resolve_chat_template_kwargs(cfg.chat_template_kwargs, cfg.model)
+    rows = rows_for(items[: cfg.limit], tok, template_kwargs)
     marker_ids = modes_lib.marker_token_ids(tok, modes)
     peft_config = cfg.lora.to_peft(model, marker_ids) if cfg.lora is not None else None
     adv_cfg = AdvantageConfig(scale_rewards=cfg.scale_rewards, alpha=cfg.alpha, prefix_weight=cfg.prefix_weight,
@@ -59,6 +60,7 @@ def build_trainer(cfg: RLRunConfig, model=None, tok=None):
         estimator=cfg.estimator, advantage_config=adv_cfg, force_modes=cfg.force_modes,
     )
     expose_head_bias(trainer.model)
+    trainer.chat_template_kwargs = template_kwargs  # what its prompts were rendered with, saved with the model
     return trainer
 
 
@@ -70,7 +72,7 @@ def main(cfg: RLRunConfig, resume: bool = False) -> dict:
     trainer.train(resume_from_checkpoint=ckpt)
     final = trainer.model.merge_and_unload() if cfg.lora is not None else trainer.model
     tok = trainer.processing_class
-    template_kwargs = resolve_chat_template_kwargs(cfg.chat_template_kwargs, cfg.model)
+    template_kwargs = trainer.chat_template_kwargs
     extra = {"personadual_rl.yaml": (out / "config.yaml").read_text(), "personadual.json": settings_text(template_kwargs)}
     model_dir = save_final_from_trainer(trainer, final, out / "model", extra, merged_lora=cfg.lora is not None)
     result = {"model_dir": str(model_dir), "steps": trainer.state.global_step, "estimator": cfg.estimator}
