@@ -184,44 +184,6 @@ def rl(config: Path = typer.Option(..., help="recipe, e.g. recipes/tiny-cpu/rl.y
     _print(rl_main(_load(RLRunConfig, config, overrides), resume=resume))
 
 
-@app.command("eval")
-def eval_cmd(model: Path = typer.Option(..., help="model directory"),
-             data: Path = typer.Option(..., help="items JSONL, or a PersonaBench directory (its test.jsonl)"),
-             out: Optional[Path] = typer.Option(None, help="output directory (default: MODEL/../eval)"),
-             mode: str = typer.Option("auto", help="auto, or a mode to force for every item"),
-             forced: bool = typer.Option(True, help="also run every mode forced, for HAcc and calibration"),
-             drop_persona: bool = typer.Option(False, help="remove personas: the interference-free upper bound"),
-             limit: Optional[int] = typer.Option(None, help="first N items only"),
-             batch_size: int = typer.Option(128), max_new_tokens: int = typer.Option(96),
-             threads: Optional[int] = typer.Option(None, help="torch CPU threads"),
-             name: Optional[str] = typer.Option(None, help="name shown in reports"),
-             backend: str = typer.Option("hf", help="hf | vllm (vllm needs personadual[vllm] and a GPU)"),
-             chat_template_kwargs: Optional[str] = typer.Option(None, help=TEMPLATE_KWARGS_HELP)):
-    """Evaluate a model: predictions.jsonl, metrics.json, report.md."""
-    from .eval.run import evaluate
-
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
-    out = out or model.parent / "eval"
-    m = evaluate(str(model), str(data), str(out), mode=mode, forced=forced, drop_persona=drop_persona, limit=limit,
-                 batch_size=batch_size, max_new_tokens=max_new_tokens, name=name, backend=backend,
-                 chat_template_kwargs=parse_template_kwargs(chat_template_kwargs))
-    _print({"out": str(out), "acc": {c: v["mean"] for c, v in m["acc"].items()},
-            "personalized_acc": (m["personalized_acc"] or {}).get("mean"), "hacc": m.get("hacc"),
-            "interference": m["interference"], "helpful_gain": m["helpful_gain"]})
-
-
-@app.command("report")
-def report_cmd(runs: list[Path] = typer.Argument(..., help="eval directories (or metrics.json files)"),
-               out: Path = typer.Option(Path("report"), help="where comparison.md and the PNG plots go")):
-    """Compare evaluated runs: one Markdown table and PNG plots."""
-    from .eval.report import compare_runs
-
-    typer.echo(compare_runs([str(r) for r in runs], out))
-
-
 @app.command("generate")
 def generate(model: Path = typer.Option(..., help="model directory"),
              question: str = typer.Option(..., help="the question (options included)"),
@@ -278,12 +240,16 @@ def rl_compare_cmd(out: Path = typer.Option(Path("runs/demo"), help="a finished 
     typer.echo(((out if tag is None else out / "sweeps" / tag) / "rl_compare.md").read_text())
 
 
-from .serve.commands import chat_command, serve_command  # noqa: E402  (heavy imports stay inside them)
-from .data.teach.commands import teach_command  # noqa: E402
+# Commands with their own modules (heavy imports stay inside the functions)
+from .data.conditions.commands import conditions_command  # noqa: E402
+from .data.teach.commands import personas_command, teach_command  # noqa: E402
+from .eval.commands import eval_command, report_command  # noqa: E402
+from .serve.commands import chat_command, serve_command  # noqa: E402
 
-app.command("serve")(serve_command)
-app.command("chat")(chat_command)
-data_app.command("teach")(teach_command)
+for _group, _name, _fn in ((app, "eval", eval_command), (app, "report", report_command), (app, "serve", serve_command),
+                           (app, "chat", chat_command), (data_app, "teach", teach_command),
+                           (data_app, "personas", personas_command), (data_app, "conditions", conditions_command)):
+    _group.command(_name)(_fn)
 
 
 def main():

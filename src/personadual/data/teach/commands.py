@@ -72,3 +72,8 @@ def teach_command(
         typer.secho(f"{summary['failed']} item(s) failed after retries: rerun the same command to retry them",
                     fg="yellow", err=True)
         raise typer.Exit(1)
+
+
+def personas_command():
+    """Ask a teacher LLM to write misaligned and helpful personas for items (work in progress)."""
+    raise typer.Exit(2)

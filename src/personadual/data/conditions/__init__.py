@@ -1,0 +1,1 @@
+"""Persona conditions for any multiple-choice items (work in progress)."""
