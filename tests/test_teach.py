@@ -1,5 +1,5 @@
 """`data teach`: end to end against our own server (with a kill and a rerun), and unit tests against a
-scripted fake endpoint (retries, backoff, labelling, judge, resume)."""
+scripted fake endpoint (retries, errors, labelling, judge, resume)."""
 
 import asyncio
 import json
@@ -104,11 +104,21 @@ def test_repair_trims_only_a_torn_last_line(tmp_path):
 class FakeEndpoint:
     """``script(body) -> (status, reply_text_or_error, headers)``; records every request body."""
 
-    def __init__(self, script):
+    def __init__(self, script, models=None):
         self.script, self.requests = script, []
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # /v1/models, when the fake lists models
+                found = models is not None and self.path.endswith("/models")
+                data = json.dumps({"object": "list", "data": [{"id": m, "object": "model"} for m in models or []]}
+                                  if found else {"error": {"message": "Not Found"}}).encode()
+                self.send_response(200 if found else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 fake.requests.append(body)
@@ -139,41 +149,56 @@ def ok(answer, mode="general", marker=True):
     return 200, f'{head}because reasons\n<answer> {{"answer": "{answer}"}} </answer>', {}
 
 
+FAST = {"retry-after-ms": "5"}  # the openai client honours it: retries in 5 ms instead of its 0.5 s backoff
+
+
 def run_client(endpoint, retries=3, **kw):
-    delays = []
-
-    async def sleep(s):
-        delays.append(round(s, 6))
-
     async def go():
-        async with ChatClient(endpoint.url, "teacher", retries=retries, backoff=0.1, jitter=0.0, sleep=sleep, **kw) as c:
-            return await c.complete([{"role": "user", "content": "q"}])
+        async with ChatClient(endpoint.url, "teacher", retries=retries, **kw) as c:
+            try:
+                return await c.complete([{"role": "user", "content": "q"}]), c.retried
+            except TeacherError as e:
+                return e, c.retried
 
-    try:
-        return asyncio.run(go()), delays
-    except TeacherError as e:
-        return e, delays
+    return asyncio.run(go())
 
 
-def test_client_retries_with_exponential_backoff():
-    replies = iter([(500, "down", {}), (503, "down", {}), (429, "slow down", {"Retry-After": "3"}), ok("B")])
+def test_client_retries_what_can_recover_and_counts_the_retries():
+    replies = iter([(500, "down", FAST), (503, "down", FAST), (429, "slow down", FAST), ok("B")])
     fake = FakeEndpoint(lambda body: next(replies))
     try:
-        text, delays = run_client(fake)
-        assert "B" in text and len(fake.requests) == 4
-        assert delays == [0.1, 0.2, 3.0]  # doubling, and never shorter than Retry-After
+        text, retried = run_client(fake)
+        assert "B" in text and len(fake.requests) == 4 and retried == 3
         assert fake.requests[0]["model"] == "teacher" and fake.requests[0]["temperature"] == 0.0
     finally:
         fake.close()
 
 
-@pytest.mark.parametrize("status,error,attempts", [(503, TeacherError, 3), (400, TeacherError, 1), (401, TeacherFatal, 1)])
-def test_client_gives_up_retries_only_what_can_recover(status, error, attempts):
-    fake = FakeEndpoint(lambda body: (status, "nope", {}))
+@pytest.mark.parametrize("status,error,attempts,says", [
+    (503, TeacherError, 3, "HTTP 503"), (429, TeacherError, 3, "rate limited after 2 retries"),
+    (400, TeacherError, 1, "HTTP 400"), (401, TeacherFatal, 1, "check the API key"),
+    (403, TeacherFatal, 1, "authentication refused")])
+def test_client_gives_up_retries_only_what_can_recover(status, error, attempts, says):
+    fake = FakeEndpoint(lambda body: (status, "nope", FAST))
     try:
-        err, delays = run_client(fake, retries=2)
-        assert type(err) is error and err.status == status and "nope" in str(err)
-        assert len(fake.requests) == attempts and delays == [0.1, 0.2][: attempts - 1]
+        err, retried = run_client(fake, retries=2)
+        assert type(err) is error and err.status == status and "nope" in str(err) and says in str(err)
+        assert len(fake.requests) == attempts and retried == attempts - 1
+    finally:
+        fake.close()
+
+
+def test_client_tells_an_unknown_model_from_a_wrong_url():
+    fake = FakeEndpoint(lambda body: (404, f"The model `{body['model']}` does not exist.", {}), models=["qwen3-8b"])
+    try:
+        err, _ = run_client(fake)
+        assert type(err) is TeacherFatal and "unknown model" in str(err) and "it serves: qwen3-8b" in str(err)
+    finally:
+        fake.close()
+    fake = FakeEndpoint(lambda body: (404, "Not Found", {}))
+    try:
+        err, _ = run_client(fake)
+        assert type(err) is TeacherFatal and "check the URL" in str(err) and "unknown model" not in str(err)
     finally:
         fake.close()
 
@@ -182,8 +207,8 @@ def test_client_retries_connection_errors():
     class Closed:
         url = f"http://127.0.0.1:{free_port()}/v1"
 
-    err, delays = run_client(Closed, retries=2)
-    assert isinstance(err, TeacherError) and delays == [0.1, 0.2]
+    err, retried = run_client(Closed, retries=1)
+    assert isinstance(err, TeacherError) and "cannot reach" in str(err) and retried == 1
 
 
 def item(id, condition, gold="A", persona="a keen gardener", kind="objective"):
@@ -203,7 +228,7 @@ REPLIES = {("both", "general"): ok("A"), ("both", "personalized"): ok("A", "pers
            ("pers-only", "general"): ok("B"), ("pers-only", "personalized"): ok("A", "personalized"),
            ("wrong-marker", "general"): ok("A", "personalized"), ("wrong-marker", "personalized"): ok("B", "personalized"),
            ("judged-no", "general"): ok("A"), ("judged-no", "personalized"): ok("A", "personalized"),
-           ("flaky", "general"): (500, "down", {}), ("flaky", "personalized"): ok("A", "personalized")}
+           ("flaky", "general"): (500, "down", FAST), ("flaky", "personalized"): ok("A", "personalized")}
 EXPECTED = {"both": ("personalized", {"general", "personalized"}), "general-only": ("general", {"general"}),
             "no-persona": ("general", {"general"}), "no-marker": ("personalized", {"personalized"}),
             "pers-only": ("personalized", {"personalized"}), "judged-no": ("general", {"general"}),
@@ -224,7 +249,7 @@ def test_teach_labels_like_the_paper_and_resumes(tmp_path):
     write_items(tmp_path / "in.jsonl", ITEMS)
     fake = FakeEndpoint(scripted)
     cfg = TeachConfig(fake.url, "teacher", tmp_path / "in.jsonl", tmp_path / "out.jsonl", judge_endpoint=fake.url,
-                      judge_model="judge", concurrency=3, retries=1, backoff=0.01, progress=False)
+                      judge_model="judge", concurrency=3, retries=1, progress=False)
     try:
         s = teach(cfg)
         assert (s["kept"], s["dropped"], s["failed"]) == (6, 2, 1)  # "flaky" failed: its general trace errored

@@ -72,7 +72,7 @@ def make_judge_reward(endpoint: str, model: str, api_key: str | None = None, pro
     For open-ended personalization, where no gold option exists. TRL runs async reward functions
     concurrently with each other, and this one sends its batch's requests concurrently too, on the
     teacher's client (`personadual.data.teach.client.ChatClient`: at most ``concurrency`` in
-    flight, retries with backoff). Rows of another ``kind`` get None; a request that still fails gets
+    flight, the openai client's retries). Rows of another ``kind`` get None; a request that still fails gets
     None too (TRL then leaves that reward out) rather than stopping training.
     """
     from ..data.teach.client import ChatClient, TeacherError
@@ -94,7 +94,7 @@ def make_judge_reward(endpoint: str, model: str, api_key: str | None = None, pro
             return min(max(int(m.group()), 0), 10) / 10 if m else None
 
         async with ChatClient(endpoint, model, api_key=api_key, concurrency=concurrency, retries=retries,
-                              backoff=0.5, timeout=timeout) as client:
+                              timeout=timeout) as client:
             return list(await asyncio.gather(*(grade(client, i, c) for i, c in enumerate(completions))))
 
     judge_reward.__name__ = "judge"

@@ -1,25 +1,28 @@
-"""A small async client for any OpenAI-compatible chat endpoint: a request limit, retries, backoff.
+"""An async client for any OpenAI-compatible chat endpoint, on the official `openai` client.
 
-Retried: connection errors, timeouts, 408/409/425/429 and 5xx, after ``backoff * 2**attempt``
-seconds (capped at ``max_backoff``, shortened by up to ``jitter`` at random, never shorter than a
-``Retry-After`` header asks). Not retried: other 4xx (a bad request stays bad). Fatal for the whole
-run: 401/403/404 (wrong key, model or URL: every other request would fail the same way).
+The `openai` client does the retrying: connection errors, timeouts, 408/409/429 and 5xx are retried
+up to ``retries`` times with its exponential backoff (0.5 s doubling to 8 s, with jitter), or after
+the delay a ``Retry-After`` / ``retry-after-ms`` header asks for. Other 4xx are not retried (a bad
+request stays bad). What this module adds:
 
-When the endpoint is a PersonaDual server (the reply has a ``personadual`` field), the reply text is
-rebuilt as marker + reasoning + answer block, since such a server puts only the final answer in
-``content`` (and the reasoning in the ``personadual`` field when asked with ``include_reasoning``).
+- a bound on requests in flight (``concurrency``), shared by every caller of one client;
+- errors that say what to do: `TeacherFatal` for what every other request would hit too (401/403: the
+  key; 404: the model or the URL, with the models the endpoint does serve), `TeacherError` for one
+  request that failed after its retries (a rate limit says so);
+- the reply as the body dict, so a PersonaDual server's ``personadual`` field (mode, p(mode)) is kept.
+
+When the endpoint is a PersonaDual server (the reply has a ``personadual`` field), `reply_text`
+rebuilds the text as marker + reasoning + answer block, since such a server puts only the final
+answer in ``content`` (and the reasoning in the ``personadual`` field when asked with
+``include_reasoning``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 from dataclasses import dataclass
 
 from ... import modes as modes_lib
-
-RETRYABLE = {408, 409, 425, 429, 500, 502, 503, 504}
-FATAL = {401, 403, 404}
 
 
 class TeacherError(RuntimeError):
@@ -32,10 +35,10 @@ class TeacherFatal(TeacherError):
     """An error every request would hit (bad key, unknown model, wrong URL): stop the run."""
 
 
-def chat_url(endpoint: str) -> str:
-    """``http://host:8000/v1`` (a base URL, as the openai client takes) -> ``.../v1/chat/completions``."""
+def base_url(endpoint: str) -> str:
+    """``http://host:8000/v1`` or ``.../v1/chat/completions`` -> the base URL the openai client takes."""
     url = endpoint.rstrip("/")
-    return url if url.endswith("/chat/completions") else url + "/chat/completions"
+    return url[: -len("/chat/completions")] if url.endswith("/chat/completions") else url
 
 
 @dataclass
@@ -44,67 +47,120 @@ class ChatClient:
     model: str
     api_key: str | None = None
     concurrency: int = 8  # most requests in flight
-    retries: int = 4  # extra attempts after the first
-    backoff: float = 1.0  # seconds before the first retry; doubles each time
-    max_backoff: float = 60.0
-    jitter: float = 0.25  # delays are shortened by up to this fraction, at random
-    timeout: float = 120.0
+    retries: int = 4  # extra attempts after the first (the openai client's max_retries)
+    timeout: float = 120.0  # seconds per attempt
     extra_body: dict | None = None  # merged into every request (e.g. {"include_reasoning": true})
-    sleep: object = asyncio.sleep  # injectable for tests
 
     def __post_init__(self):
-        if self.concurrency < 1 or self.retries < 0 or self.backoff < 0:
-            raise ValueError("need concurrency >= 1, retries >= 0, backoff >= 0")
-        self.url = chat_url(self.endpoint)
-        self.retried = 0  # retries done so far, for the summary
+        if self.concurrency < 1 or self.retries < 0 or self.timeout <= 0:
+            raise ValueError("need concurrency >= 1, retries >= 0, timeout > 0")
+        self.base_url = base_url(self.endpoint)
+        self.calls = self.attempts = 0
         self._sem: asyncio.Semaphore | None = None
-        self._http = None
+        self._api = None
+
+    @property
+    def retried(self) -> int:
+        """Retries done so far (attempts beyond the first of each call), for summaries."""
+        return self.attempts - self.calls
 
     async def __aenter__(self) -> "ChatClient":
-        import httpx
+        import openai
 
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        self._http = httpx.AsyncClient(headers=headers, timeout=self.timeout,
-                                       limits=httpx.Limits(max_connections=self.concurrency))
+        async def count(request):
+            self.attempts += 1
+
+        http = openai.DefaultAsyncHttpxClient(
+            limits=_limits(self.concurrency), event_hooks={"request": [count]})
+        # A local server needs no key, but the openai client insists on one: send a placeholder.
+        self._api = openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key or "no-key", max_retries=self.retries,
+                                       timeout=self.timeout, http_client=http)
         self._sem = asyncio.Semaphore(self.concurrency)
         return self
 
     async def __aexit__(self, *exc) -> None:
-        await self._http.aclose()
+        await self._api.close()
+
+    async def complete_body(self, messages: list[dict], temperature: float = 0.0, max_tokens: int = 1024,
+                            extra: dict | None = None) -> dict:
+        """One chat completion's reply body (a dict, extension fields included), after retries."""
+        import openai
+
+        body = {**(extra or {}), **(self.extra_body or {})}
+        self.calls += 1
+        try:
+            async with self._sem:
+                reply = await self._api.chat.completions.create(
+                    model=self.model, messages=messages, temperature=temperature, max_tokens=max_tokens,
+                    extra_body=body or None)
+        except openai.APIStatusError as e:
+            raise await self._status_error(e) from None
+        except openai.APITimeoutError:
+            raise TeacherError(f"no reply from {self.base_url} within {self.timeout:g} s "
+                               f"(after {self.retries} retries)") from None
+        except openai.APIConnectionError as e:
+            raise TeacherError(f"cannot reach {self.base_url} ({e.__cause__ or e}; after {self.retries} retries): "
+                               "is the server up?") from None
+        return reply.model_dump()
 
     async def complete(self, messages: list[dict], temperature: float = 0.0, max_tokens: int = 1024,
                        extra: dict | None = None) -> str:
         """The reply text of one chat completion, after retries; raises `TeacherError`."""
-        import httpx
+        body = await self.complete_body(messages, temperature, max_tokens, extra)
+        try:
+            return reply_text(body)
+        except (ValueError, KeyError, IndexError, TypeError) as e:
+            raise TeacherError(f"malformed reply ({type(e).__name__}: {e}): {str(body)[:200]!r}", 200) from None
 
-        body = {"model": self.model, "messages": messages, "temperature": temperature, "max_tokens": max_tokens,
-                **(extra or {}), **(self.extra_body or {})}
-        for attempt in range(self.retries + 1):
-            retry_after = 0.0
-            try:
-                async with self._sem:
-                    r = await self._http.post(self.url, json=body)
-            except httpx.TransportError as e:  # refused, reset, timed out
-                err = TeacherError(f"{type(e).__name__}: {e}")
-            else:
-                if r.status_code == 200:
-                    try:
-                        return reply_text(r.json())
-                    except (ValueError, KeyError, IndexError, TypeError) as e:
-                        err = TeacherError(f"malformed reply ({type(e).__name__}: {e}): {r.text[:200]!r}", 200)
-                else:
-                    err = _http_error(r)
-                    if r.status_code in FATAL:
-                        raise TeacherFatal(str(err), r.status_code)
-                    if r.status_code not in RETRYABLE:
-                        raise err
-                    retry_after = _seconds(r.headers.get("retry-after"))
-            if attempt == self.retries:
-                raise err
-            delay = min(self.max_backoff, self.backoff * 2**attempt) * (1 - self.jitter * random.random())
-            self.retried += 1
-            await self.sleep(max(delay, min(retry_after, self.max_backoff)))
-        raise AssertionError("unreachable")
+    async def served_models(self) -> list[str] | None:
+        """The model ids ``GET /models`` lists, or None when the endpoint does not answer it."""
+        import openai
+
+        try:
+            return [m.id async for m in self._api.models.list()]
+        except openai.APIStatusError as e:
+            if e.status_code in (401, 403):
+                raise await self._status_error(e) from None
+            return None
+        except openai.APIError:
+            return None
+
+    async def _status_error(self, e) -> TeacherError:
+        status, detail = e.status_code, _detail(e)
+        where = f"{self.base_url} (model {self.model!r})"
+        if status in (401, 403):
+            return TeacherFatal(f"HTTP {status} from {where}: authentication refused ({detail}): check the API key",
+                                status)
+        if status == 404:
+            if _names_a_model(e):
+                served = await self.served_models()
+                listed = f"; it serves: {', '.join(served)}" if served else ""
+                return TeacherFatal(f"HTTP 404 from {where}: unknown model ({detail}){listed}", status)
+            return TeacherFatal(f"HTTP 404 from {self.base_url}/chat/completions ({detail}): check the URL "
+                                "(an OpenAI-compatible base URL usually ends in /v1)", status)
+        if status == 429:
+            return TeacherError(f"HTTP 429 from {where}: rate limited after {self.retries} retries ({detail}): "
+                                "lower the concurrency, or rerun later", status)
+        return TeacherError(f"HTTP {status} from {where}: {detail}", status)
+
+
+def _limits(concurrency: int):
+    import httpx2
+
+    return httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+
+def _detail(e) -> str:
+    body = e.body if isinstance(e.body, dict) else {}
+    error = body.get("error", body) if isinstance(body.get("error", body), dict) else {}
+    return str(error.get("message") or e.message or e.response.text[:200])
+
+
+def _names_a_model(e) -> bool:
+    """A 404 about the model (vLLM, `personadual serve`, OpenAI) rather than about the path."""
+    body = e.body if isinstance(e.body, dict) else {}
+    error = body.get("error", body) if isinstance(body.get("error", body), dict) else {}
+    return error.get("code") == "model_not_found" or error.get("param") == "model" or "model" in _detail(e).lower()
 
 
 def reply_text(body: dict) -> str:
@@ -115,18 +171,3 @@ def reply_text(body: dict) -> str:
         marker = modes_lib.DEFAULT_MODES.get(meta["mode"]).marker
         return f"{marker}\n{meta.get('reasoning', '')}\n{modes_lib.format_answer(content)}"
     return content
-
-
-def _http_error(r) -> TeacherError:
-    try:
-        detail = r.json()["error"]["message"]
-    except (ValueError, KeyError, TypeError):
-        detail = r.text[:200]
-    return TeacherError(f"HTTP {r.status_code} from {r.request.url}: {detail}", r.status_code)
-
-
-def _seconds(value: str | None) -> float:
-    try:
-        return max(0.0, float(value)) if value else 0.0
-    except ValueError:
-        return 0.0  # an HTTP date: ignore it, the backoff applies

@@ -36,8 +36,7 @@ class TeachConfig:
     judge_model: str | None = None
     judge_api_key: str | None = None  # defaults to api_key
     concurrency: int = 8  # most requests in flight (teacher and judge each)
-    retries: int = 4  # extra attempts per request, exponential backoff
-    backoff: float = 1.0  # seconds before the first retry
+    retries: int = 4  # extra attempts per request (the openai client's backoff)
     timeout: float = 120.0  # seconds per request
     temperature: float = 0.0
     max_tokens: int = 1024
@@ -62,7 +61,7 @@ class TeachConfig:
     def client(self, judge: bool = False) -> ChatClient:
         return ChatClient(self.judge_endpoint if judge else self.endpoint, self.judge_model if judge else self.model,
                           (self.judge_api_key or self.api_key) if judge else self.api_key, self.concurrency,
-                          self.retries, self.backoff, timeout=self.timeout, extra_body=None if judge else self.extra_body)
+                          self.retries, timeout=self.timeout, extra_body=None if judge else self.extra_body)
 
 
 async def teach_item(item: Item, cfg: TeachConfig, teacher: ChatClient, judge: ChatClient | None) -> dict[str, tr.Outcome]:
