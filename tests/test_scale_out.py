@@ -133,9 +133,11 @@ def test_data_recipe_runs_on_local_source_files(tmp_path):
     assert "stopping after step 3" in r.stdout
     pool = read_items(tmp_path / "paper_pool/train.jsonl")
     assert {it.source for it in pool} == {"ultramedical", "flan", "alignx"}
-    for it in pool:  # objective items: a PersonaHub persona, or the mark for an aligned one (the teacher's)
+    for it in pool:  # objective items: a PersonaHub persona, or an aligned (helpful) persona in the marked slot
         assert it.kind == "personalized" or (it.condition == "irrelevant" and it.persona) or \
-            (it.condition == "none" and it.meta.get("persona_slot") == "aligned")
+            (it.condition == "helpful" and it.persona and it.persona_pull == it.gold
+             and it.meta.get("persona_slot") == "aligned")
+    assert any(it.condition == "helpful" for it in pool)  # the builder filled the aligned slots
     rl_ids = {it.id for it in read_items(tmp_path / "paper_rl/train.jsonl")}
     assert rl_ids and not rl_ids & {it.id for it in pool}  # RL items are disjoint from SFT items
 

@@ -3,8 +3,8 @@
 #   objective items   UltraMedical (TsinghuaC3I/UltraMedical) + FLAN (multiple-choice rows)
 #   personalized      AlignX (JinaLeejnl/AlignX), its preference vector written as persona text
 #   personas          PersonaHub (proj-persona/PersonaHub): the "unaligned" personas of objective items;
-#                     half of the objective items are instead marked for an "aligned" persona, which the
-#                     teacher writes
+#                     half of the objective items get an "aligned" (helpful) persona instead, from the
+#                     built-in phrasings (or a teacher LLM: `personadual data personas`)
 #   traces            the teacher (`personadual data teach`) writes a general and a personalized trace per
 #                     item and keeps what it verifies (<= 10k SFT examples in the paper)
 #
@@ -32,7 +32,8 @@ N_FLAN=${N_FLAN:-4000}      # FLAN items for SFT
 N_ALIGNX=${N_ALIGNX:-4000}  # AlignX items for SFT
 N_VAL=${N_VAL:-200}         # per source, for the SFT end-of-run check and val metrics
 N_RL=${N_RL:-4000}          # per source, for DualGRPO (disjoint from SFT)
-ALIGNED_SHARE=${ALIGNED_SHARE:-0.5}  # objective items marked for an aligned (teacher-written) persona
+ALIGNED_SHARE=${ALIGNED_SHARE:-0.5}  # objective items marked for an aligned (helpful) persona
+FILL_ALIGNED=${FILL_ALIGNED:-1}      # 1: built-in phrasings fill the marked SFT items; 0: leave them for a teacher
 FLAN_FILE=${FLAN_FILE:-flan.jsonl}
 PD=${PERSONADUAL:-personadual}
 PY=${PYTHON:-python}
@@ -75,17 +76,21 @@ run $PD data load alignx $(source_args alignx.jsonl JinaLeejnl/AlignX) --seed "$
     --limit $((2 * (N_ALIGNX + N_VAL + N_RL))) --out "$RAW/alignx.jsonl"
 
 # 3. Sample disjoint SFT / val / RL sets per source and attach personas: PersonaHub ("irrelevant") for
-#    objective items, or the "aligned" mark (ALIGNED_SHARE of them) for the teacher to fill. The Python
-#    API is used here because `data load` exposes neither shuffling nor aligned_share.
-run "$PY" - "$RAW" "$PERSONAS" "$OUT" "$SEED" "$N_MED" "$N_FLAN" "$N_ALIGNX" "$N_VAL" "$N_RL" "$ALIGNED_SHARE" <<'EOF'
+#    objective items, or the "aligned" mark (ALIGNED_SHARE of them). In the SFT pool the built-in helpful
+#    phrasings fill the marked items (`fill_aligned_slots`: condition "helpful", pointing to the gold
+#    option; held-out phrasings for val) unless FILL_ALIGNED=0. The Python API is used here because
+#    `data load` exposes neither shuffling nor aligned_share.
+run "$PY" - "$RAW" "$PERSONAS" "$OUT" "$SEED" "$N_MED" "$N_FLAN" "$N_ALIGNX" "$N_VAL" "$N_RL" "$ALIGNED_SHARE" \
+    "$FILL_ALIGNED" <<'EOF'
 import random, sys
 from pathlib import Path
+from personadual.data.conditions import fill_aligned_slots
 from personadual.data.loaders import attach_personas, load_personas
 from personadual.data.schema import read_items, write_items
 
 raw, personas, out = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 seed, n_med, n_flan, n_alignx, n_val, n_rl = (int(x) for x in sys.argv[4:10])
-aligned = float(sys.argv[10])
+aligned, fill_aligned = float(sys.argv[10]), sys.argv[11] != "0"
 personas = load_personas(personas)
 splits = {"pool_train": [], "pool_val": [], "rl_train": [], "rl_val": []}
 for name, n in (("ultramedical", n_med), ("flan", n_flan), ("alignx", n_alignx)):
@@ -100,14 +105,19 @@ for name, n in (("ultramedical", n_med), ("flan", n_flan), ("alignx", n_alignx))
         at += k
     print(f"{name}: {len(items)} items -> {', '.join(taken)}")
 for split, items in splits.items():
-    folder = out / ("paper_pool" if split.startswith("pool") else "paper_rl")
+    pool, part = split.startswith("pool"), split.split("_")[1]
+    if pool and fill_aligned:  # SFT items marked for an aligned persona get a built-in helpful one
+        items = fill_aligned_slots(items, seed=seed, split=part)
+    folder = out / ("paper_pool" if pool else "paper_rl")
     folder.mkdir(parents=True, exist_ok=True)
-    write_items(folder / f"{split.split('_')[1]}.jsonl", items)
+    write_items(folder / f"{part}.jsonl", items)
 EOF
 
-# 4. Teacher traces and aligned personas (`personadual data teach`), SFT pool only:
-#    RL needs gold answers, not traces. Items marked for an aligned persona (meta.persona_slot) keep
-#    condition "none" until something writes that persona: the teacher does not yet (docs/scale_out.md).
+# 4. Teacher traces (`personadual data teach`), SFT pool only: RL needs gold answers, not traces.
+#    The aligned personas (meta.persona_slot) were filled from the built-in phrasings in step 3; to have
+#    a teacher LLM write them instead, run step 3 with FILL_ALIGNED=0 (the marked items stay "none"),
+#    then `personadual data personas --endpoint URL --model ID --in FILE --out FILE` on the pool before
+#    this step (docs/scale_out.md).
 if [ -z "${DRY_RUN:-}" ] && { [ -n "${SKIP_TEACH:-}" ] || ! $PD data teach --help >/dev/null 2>&1; }; then
     echo "SKIP_TEACH is set, or \`personadual data teach\` is not in this install: stopping after step 3."
     echo "  $OUT/paper_pool and $OUT/paper_rl are ready; rerun without SKIP_TEACH to write the traces."
