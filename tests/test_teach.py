@@ -7,11 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from fake_endpoint import FakeEndpoint
 
 from personadual.data import Item, read_items, write_items
 from personadual.serve.process import ServerProcess, free_port
@@ -98,50 +97,7 @@ def test_repair_trims_only_a_torn_last_line(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# A scripted OpenAI-compatible endpoint on loopback
-
-
-class FakeEndpoint:
-    """``script(body) -> (status, reply_text_or_error, headers)``; records every request body."""
-
-    def __init__(self, script, models=None):
-        self.script, self.requests = script, []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # /v1/models, when the fake lists models
-                found = models is not None and self.path.endswith("/models")
-                data = json.dumps({"object": "list", "data": [{"id": m, "object": "model"} for m in models or []]}
-                                  if found else {"error": {"message": "Not Found"}}).encode()
-                self.send_response(200 if found else 404)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                fake.requests.append(body)
-                status, text, headers = fake.script(body)
-                payload = ({"choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]}
-                           if status == 200 else {"error": {"message": text, "type": "x", "param": None, "code": None}})
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                for k, v in {"Content-Type": "application/json", "Content-Length": str(len(data)), **headers}.items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+# Against a scripted OpenAI-compatible endpoint on loopback (tests/fake_endpoint.py)
 
 
 def ok(answer, mode="general", marker=True):

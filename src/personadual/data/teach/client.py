@@ -125,6 +125,19 @@ class ChatClient:
         except openai.APIError:
             return None
 
+    async def health(self) -> dict | None:
+        """The JSON of ``GET /health`` beside the API root (a PersonaDual server lists its modes there),
+        or None when there is none: vLLM answers it with an empty body, hosted APIs not at all."""
+        import httpx2
+
+        root = self.base_url[: -len("/v1")] if self.base_url.endswith("/v1") else self.base_url
+        try:
+            async with httpx2.AsyncClient(timeout=min(self.timeout, 30.0)) as http:
+                r = await http.get(root + "/health")
+            return r.json() if r.status_code == 200 else None
+        except (httpx2.HTTPError, ValueError):
+            return None
+
     async def _status_error(self, e) -> TeacherError:
         status, detail = e.status_code, _detail(e)
         where = f"{self.base_url} (model {self.model!r})"
@@ -171,3 +184,23 @@ def reply_text(body: dict) -> str:
         marker = modes_lib.DEFAULT_MODES.get(meta["mode"]).marker
         return f"{marker}\n{meta.get('reasoning', '')}\n{modes_lib.format_answer(content)}"
     return content
+
+
+async def for_each(jobs: list, concurrency: int, handle) -> None:
+    """``await handle(job)`` for every job, at most ``concurrency`` at a time, in order of the list.
+
+    A `TeacherFatal` from any job cancels the others and is raised (every other request would fail the
+    same way); `handle` deals with anything else itself (a failed job is retried on the next run).
+    """
+    queue = iter(jobs)  # one shared iterator: each job goes to exactly one worker
+
+    async def worker():
+        for job in queue:
+            await handle(job)
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(min(concurrency, max(1, len(jobs)))):
+                tg.create_task(worker())
+    except* TeacherFatal as eg:
+        raise eg.exceptions[0] from None

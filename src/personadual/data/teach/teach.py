@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..schema import Item, read_items
 from . import traces as tr
-from .client import ChatClient, TeacherError, TeacherFatal
+from .client import ChatClient, TeacherError, TeacherFatal, for_each
 from ...files import Appender, repair
 
 log = logging.getLogger(__name__)
@@ -103,7 +103,6 @@ async def _run(cfg: TeachConfig, todo: list[Item], already: int) -> Counter:
     from tqdm import tqdm
 
     counts: Counter = Counter()
-    queue = iter(todo)
     bar = tqdm(total=len(todo) + already, initial=already, desc="teach", unit="item", disable=not cfg.progress)
     judge = cfg.client(judge=True) if cfg.judge_endpoint else None
     with Appender(cfg.out) as kept_f, Appender(cfg.rejected) as rejected_f:
@@ -111,34 +110,29 @@ async def _run(cfg: TeachConfig, todo: list[Item], already: int) -> Counter:
             if judge is not None:
                 await judge.__aenter__()
 
-            async def worker():
-                for item in queue:  # one shared iterator: each item goes to exactly one worker
-                    try:
-                        outcomes = await teach_item(item, cfg, teacher, judge)
-                    except TeacherFatal:
-                        raise
-                    except TeacherError as e:
-                        counts["failed"] += 1
-                        log.warning("%s: failed after retries: %s", item.id, e)
-                        continue
-                    labelled = tr.label(item, outcomes, cfg.model)
-                    if labelled is None:
-                        counts["dropped"] += 1
-                        rejected_f.write({"id": item.id, "reason": "no verified trace",
-                                          **{m: o.summary() for m, o in outcomes.items()}})
-                    else:
-                        counts["kept"] += 1
-                        counts[f"preferred_{labelled.preferred_mode}"] += 1
-                        kept_f.write(labelled.model_dump_json())
-                    bar.update(1)
-                    bar.set_postfix(kept=counts["kept"], dropped=counts["dropped"], failed=counts["failed"])
+            async def handle(item: Item) -> None:
+                try:
+                    outcomes = await teach_item(item, cfg, teacher, judge)
+                except TeacherFatal:
+                    raise
+                except TeacherError as e:
+                    counts["failed"] += 1
+                    log.warning("%s: failed after retries: %s", item.id, e)
+                    return
+                labelled = tr.label(item, outcomes, cfg.model)
+                if labelled is None:
+                    counts["dropped"] += 1
+                    rejected_f.write({"id": item.id, "reason": "no verified trace",
+                                      **{m: o.summary() for m, o in outcomes.items()}})
+                else:
+                    counts["kept"] += 1
+                    counts[f"preferred_{labelled.preferred_mode}"] += 1
+                    kept_f.write(labelled.model_dump_json())
+                bar.update(1)
+                bar.set_postfix(kept=counts["kept"], dropped=counts["dropped"], failed=counts["failed"])
 
             try:
-                async with asyncio.TaskGroup() as tg:
-                    for _ in range(min(cfg.concurrency, max(1, len(todo)))):
-                        tg.create_task(worker())
-            except* TeacherFatal as eg:
-                raise eg.exceptions[0] from None
+                await for_each(todo, cfg.concurrency, handle)
             finally:
                 bar.close()
                 counts["retries"] = teacher.retried + (judge.retried if judge else 0)
