@@ -1,4 +1,4 @@
-"""Markdown reports (one model, or several compared) and the PNG plots that tell the paper's story."""
+"""Markdown reports (one model, or several compared); the PNG plots they link are drawn in plots.py."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from ..data.schema import OBJECTIVE_CONDITIONS
+from .plots import plots
 
 CONDS = [c for c in OBJECTIVE_CONDITIONS]
 CELL_ORACLE = "the best fixed mode per task family and persona condition, chosen with hindsight"  # hacc_cell_oracle
@@ -19,22 +20,49 @@ def _pct(x) -> str:
     return f"{100 * x:+.1f}" if isinstance(x, float) and x < 0 else f"{100 * x:.1f}"
 
 
-def model_report(m: dict) -> str:
-    """report.md for one evaluated model."""
-    lines = [f"# {m.get('name', 'model')}: evaluation", "",
-             f"Model `{m.get('model')}` on `{m.get('data')}` ({m['n']} items, mode {m.get('requested_mode')}"
-             f"{', personas removed' if m.get('drop_persona') else ''}). Accuracy in % with 95% bootstrap CIs.", "",
-             "| persona condition | accuracy | personalized-mode share |", "|---|---|---|"]
-    for c in CONDS:
-        if c in m["acc"]:
-            lines.append(f"| {c} | {_pct(m['acc'][c])} | {_pct(m['mode_share'].get(c, {}).get('personalized', 0.0))} |")
-    lines += [f"| personalized items | {_pct(m['personalized_acc'])} | "
-              f"{_pct(m['mode_share'].get('personalized', {}).get('personalized', 0.0))} |", "",
-              f"- interference (none - misaligned): {_pts(m['interference']['misaligned'])}; "
-              f"(none - irrelevant): {_pts(m['interference']['irrelevant'])}",
-              f"- helpful gain (helpful - none): {_pts(m['helpful_gain'])}",
-              f"- balanced accuracy: {_pct(m['balanced_acc'])}; format errors: {_pct(m['format_error_rate'])}%; "
-              f"agreement with the data's preferred mode: {_pct(m['preferred_mode_agreement'])}%"]
+def protocol(m: dict) -> str:
+    """How the model was asked: "modes" (the mode protocol) or "plain"; metrics written before plain
+    evaluations existed carry no key and are all "modes"."""
+    return m.get("protocol") or "modes"
+
+
+def protocol_label(m: dict) -> str:
+    """The protocol as the comparison shows it, naming an endpoint when the answers came through one."""
+    return f"{protocol(m)} via endpoint" if m.get("endpoint") else protocol(m)
+
+
+def _setting(m: dict) -> str:
+    """The report's first sentence's parenthesis: what was run and how."""
+    how = "plain prompts, no mode protocol" if protocol(m) == "plain" else f"mode {m.get('requested_mode')}"
+    return (f"{m['n']} items, {how}{', through ' + m['endpoint'] if m.get('endpoint') else ''}"
+            f"{', personas removed' if m.get('drop_persona') else ''}")
+
+
+def _condition_table(m: dict) -> list[str]:
+    """Accuracy per persona condition, with the personalized-mode share beside it when modes were read."""
+    shares = m.get("mode_share")
+    share = (lambda c: f" {_pct(shares.get(c, {}).get('personalized', 0.0))} |") if shares else (lambda c: "")
+    lines = ["| persona condition | accuracy |" + (" personalized-mode share |" if shares else ""),
+             "|---|---|" + ("---|" if shares else "")]
+    lines += [f"| {c} | {_pct(m['acc'][c])} |{share(c)}" for c in CONDS if c in m["acc"]]
+    return lines + [f"| personalized items | {_pct(m['personalized_acc'])} |{share('personalized')}"]
+
+
+def _findings(m: dict) -> list[str]:
+    """The bullet lines under the table; each mode measure only where the metrics have it."""
+    inter = m.get("interference") or {}
+    lines = [f"- interference (none - misaligned): {_pts(inter.get('misaligned'))}; "
+             f"(none - irrelevant): {_pts(inter.get('irrelevant'))}",
+             f"- helpful gain (helpful - none): {_pts(m.get('helpful_gain'))}"]
+    bal = f"- balanced accuracy: {_pct(m.get('balanced_acc'))}"
+    if not (protocol(m) == "plain" and m.get("unreadable")):  # for plain answers the two rates are one
+        bal += f"; format errors: {_pct(m.get('format_error_rate'))}%"
+    if m.get("preferred_mode_agreement") is not None:
+        bal += f"; agreement with the data's preferred mode: {_pct(m['preferred_mode_agreement'])}%"
+    lines.append(bal)
+    if m.get("unreadable"):
+        u = m["unreadable"]
+        lines.append(f"- unreadable answers: {u['n']} ({_pct(u['rate'])}%), counted as wrong")
     if m.get("hacc") is not None:
         lines.append(f"- HAcc (auto picks the mode that is right, on the {m['decisive']} items where the modes "
                      f"disagree): {_pct(m['hacc'])}%"
@@ -47,8 +75,16 @@ def model_report(m: dict) -> str:
         cal = m["calibration"]
         lines.append(f"- p(personalized | x) as a predictor of 'personalized is the better mode': ECE {cal['ece']}, "
                      f"Brier {cal['brier']} (n={cal['n']})")
-    lines += ["", "## Per task family", "", "| family | " + " | ".join(CONDS) + " | personalized |",
-              "|---|" + "---|" * (len(CONDS) + 1)]
+    return lines
+
+
+def model_report(m: dict) -> str:
+    """report.md for one evaluated model, with or without the mode protocol."""
+    lines = [f"# {m.get('name', 'model')}: evaluation", "",
+             f"Model `{m.get('model')}` on `{m.get('data')}` ({_setting(m)}). Accuracy in % with 95% bootstrap CIs.",
+             "", *_condition_table(m), "", *_findings(m),
+             "", "## Per task family", "", "| family | " + " | ".join(CONDS) + " | personalized |",
+             "|---|" + "---|" * (len(CONDS) + 1)]
     for fam, f in m.get("per_family", {}).items():
         cells = [_pct(f["acc"][c]["mean"]) if c in f["acc"] else "-" for c in CONDS]
         pa = f.get("personalized_acc")
@@ -78,86 +114,18 @@ def load_correct(run_dir: str | Path, run: str = "auto") -> dict[str, tuple[str,
 
 
 def comparison_table(runs: dict[str, dict]) -> str:
-    """One Markdown row per model: accuracy per condition, personalized, interference, gain, HAcc."""
-    head = ["model", *CONDS, "personalized", "interference", "helpful gain", "HAcc", "balanced", "format err"]
+    """One Markdown row per model: protocol, accuracy per condition, personalized, interference, gain, HAcc;
+    "-" where a model has no such measure (a plain model has no HAcc)."""
+    head = ["model", "protocol", *CONDS, "personalized", "interference", "helpful gain", "HAcc", "balanced", "format err"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, m in runs.items():
-        cells = [name] + [_pct(m["acc"][c]["mean"]) if c in m["acc"] else "-" for c in CONDS]
+        cells = [name, protocol_label(m)] + [_pct(m["acc"][c]["mean"]) if c in m["acc"] else "-" for c in CONDS]
         pa = m.get("personalized_acc")
-        cells += [_pct(pa["mean"]) if pa else "-", _pts(m["interference"]["misaligned"]), _pts(m["helpful_gain"]),
-                  _pct(m.get("hacc")), _pct(m.get("balanced_acc")), _pct(m.get("format_error_rate"))]
+        cells += [_pct(pa["mean"]) if pa else "-", _pts((m.get("interference") or {}).get("misaligned")),
+                  _pts(m.get("helpful_gain")), _pct(m.get("hacc")), _pct(m.get("balanced_acc")),
+                  _pct(m.get("format_error_rate"))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def plots(runs: dict[str, dict], out_dir: str | Path) -> list[str]:
-    """PNG plots: accuracy by condition, mode share, interference vs personalized, calibration."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    names, written = list(runs), []
-    cats = CONDS + ["personalized"]
-
-    def acc_of(m, c):
-        return (m.get("personalized_acc") if c == "personalized" else m["acc"].get(c)) or {"mean": 0, "lo": 0, "hi": 0}
-
-    fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(cats)), 4.5))
-    width = 0.8 / max(len(names), 1)
-    for k, name in enumerate(names):
-        vals = [acc_of(runs[name], c) for c in cats]
-        xs = [i + k * width for i in range(len(cats))]
-        ax.bar(xs, [100 * v["mean"] for v in vals], width, label=name,
-               yerr=[[100 * (v["mean"] - v["lo"]) for v in vals], [100 * (v["hi"] - v["mean"]) for v in vals]], capsize=2)
-    ax.set_xticks([i + width * (len(names) - 1) / 2 for i in range(len(cats))], cats)
-    ax.set_ylim(0, 130)  # headroom for the legend above the bars
-    ax.set_ylabel("accuracy (%)"), ax.set_title("Accuracy by persona condition (95% CI)")
-    ax.legend(fontsize=7, ncol=4, loc="upper center")
-    written.append(_save(fig, out_dir / "accuracy_by_condition.png"))
-
-    fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(cats)), 4))
-    for k, name in enumerate(names):
-        share = [runs[name]["mode_share"].get(c, {}).get("personalized", 0.0) for c in cats]
-        ax.bar([i + k * width for i in range(len(cats))], [100 * s for s in share], width, label=name)
-    ax.set_xticks([i + width * (len(names) - 1) / 2 for i in range(len(cats))], cats)
-    ax.set_ylim(0, 130)
-    ax.set_ylabel("personalized mode chosen (%)"), ax.set_title("Mode choice by persona condition")
-    ax.legend(fontsize=7, ncol=4, loc="upper center")
-    written.append(_save(fig, out_dir / "mode_share.png"))
-
-    fig, ax = plt.subplots(figsize=(6, 5))
-    for name in names:
-        m = runs[name]
-        x, y = m["interference"]["misaligned"], (m.get("personalized_acc") or {}).get("mean")
-        if x is not None and y is not None:
-            ax.scatter(100 * x, 100 * y)
-            ax.annotate(name, (100 * x, 100 * y), fontsize=8)
-    ax.set_xlabel("interference: acc(none) - acc(misaligned) (points)"), ax.set_ylabel("personalized accuracy (%)")
-    ax.set_title("Interference vs personalization (best: top left)")
-    written.append(_save(fig, out_dir / "tradeoff.png"))
-
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.plot([0, 1], [0, 1], "k:", lw=1)
-    for name in names:
-        cal = runs[name].get("calibration")
-        if cal and cal["bins"]:
-            ax.plot([b["confidence"] for b in cal["bins"]], [b["frequency"] for b in cal["bins"]], "o-", label=f"{name} (ECE {cal['ece']})")
-    ax.set_xlabel("p(personalized | x)"), ax.set_ylabel("share where personalized is the better mode")
-    ax.set_title("Calibration of the mode probability"), ax.legend(fontsize=7)
-    written.append(_save(fig, out_dir / "calibration.png"))
-    return written
-
-
-def _save(fig, path: Path) -> str:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return str(path)
 
 
 def compare_runs(run_dirs: list[str], out_dir: str | Path, names: list[str] | None = None) -> str:
