@@ -131,7 +131,7 @@ def test_client_retries_what_can_recover_and_counts_the_retries():
 
 
 @pytest.mark.parametrize("status,error,attempts,says", [
-    (503, TeacherError, 3, "HTTP 503"), (429, TeacherError, 3, "rate limited after 2 retries"),
+    (503, TeacherError, 3, "HTTP 503"), (429, TeacherError, 3, "rate limited, still after 2 retries"),
     (400, TeacherError, 1, "HTTP 400"), (401, TeacherFatal, 1, "check the API key"),
     (403, TeacherFatal, 1, "authentication refused")])
 def test_client_gives_up_retries_only_what_can_recover(status, error, attempts, says):

@@ -12,15 +12,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from .hf import Engine
-from .types import Generation, GenerationConfig, check_mode_rows, choose_modes, opening
+from .types import PROTOCOLS, Generation, GenerationConfig, check_mode_rows, choose_modes, opening, pick_protocol
 
 BACKENDS = ("hf", "vllm")
 
 
 def load_engine(model, backend: str = "hf", device: str | None = None, dtype: str | None = None,
-                trust_remote_code: bool = False, chat_template_kwargs: dict | None = None, modes=None):
+                trust_remote_code: bool = False, chat_template_kwargs: dict | None = None, modes=None,
+                protocol: str = "modes"):
     """A saved model directory -> an engine on ``backend`` (hf | vllm), with the prompt settings saved
-    beside the model unless ``chat_template_kwargs`` says otherwise."""
+    beside the model unless ``chat_template_kwargs`` says otherwise. ``protocol``: modes (the model
+    speaks the mode protocol), plain (any model: no markers, answers read from free text) or auto
+    (modes when the tokenizer has the markers)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
     if not Path(model).is_dir():
@@ -31,10 +34,10 @@ def load_engine(model, backend: str = "hf", device: str | None = None, dtype: st
 
         # safetensors only: vLLM's "auto" format would fall back to pickled .bin files
         return VLLMEngine(str(model), modes or modes_lib.DEFAULT_MODES, dtype=dtype, chat_template_kwargs=chat_template_kwargs,
-                          load_format="safetensors", trust_remote_code=trust_remote_code)
+                          protocol=protocol, load_format="safetensors", trust_remote_code=trust_remote_code)
     return Engine.load(str(model), device=device, dtype=dtype, modes=modes, trust_remote_code=trust_remote_code,
-                       chat_template_kwargs=chat_template_kwargs)
+                       chat_template_kwargs=chat_template_kwargs, protocol=protocol)
 
 
-__all__ = ["BACKENDS", "Engine", "Generation", "GenerationConfig", "check_mode_rows", "choose_modes", "load_engine",
-           "opening"]
+__all__ = ["BACKENDS", "PROTOCOLS", "Engine", "Generation", "GenerationConfig", "check_mode_rows", "choose_modes",
+           "load_engine", "opening", "pick_protocol"]

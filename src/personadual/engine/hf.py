@@ -16,7 +16,7 @@ import torch
 from .. import modes as modes_lib
 from ..modes import AUTO, ModeSet, marker_distribution
 from ..tokenization import end_of_sequence_ids, resolve_chat_template_kwargs
-from .types import EngineBase, Generation, GenerationConfig, check_mode_rows, opening, until_end
+from .types import EngineBase, Generation, GenerationConfig, check_mode_rows, opening, pick_protocol, until_end
 
 
 @dataclass
@@ -25,20 +25,21 @@ class Engine(EngineBase):
 
     model: object
     tokenizer: object
-    modes: ModeSet = field(default_factory=lambda: modes_lib.DEFAULT_MODES)
+    modes: ModeSet | None = field(default_factory=lambda: modes_lib.DEFAULT_MODES)  # None: plain protocol
     chat_template_kwargs: dict = field(default_factory=dict)  # how prompts are rendered (saved with the model)
 
     def __post_init__(self):
-        self.marker_ids = modes_lib.marker_token_ids(self.tokenizer, self.modes)
+        self.marker_ids = [] if self.modes is None else modes_lib.marker_token_ids(self.tokenizer, self.modes)
         self.end_ids = end_of_sequence_ids(self.model, self.tokenizer)
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self.end_ids[0]
 
     @classmethod
     def load(cls, path: str, device: str | None = None, dtype: str | None = None, modes: ModeSet | None = None,
-             trust_remote_code: bool = False, chat_template_kwargs: dict | None = None):
+             trust_remote_code: bool = False, chat_template_kwargs: dict | None = None, protocol: str = "modes"):
         """Load a saved model directory (safetensors only), with the prompt settings saved beside it
-        unless ``chat_template_kwargs`` says otherwise. Another backend: `personadual.engine.load_engine`."""
+        unless ``chat_template_kwargs`` says otherwise. ``protocol``: modes | plain | auto (`pick_protocol`).
+        Another backend: `personadual.engine.load_engine`."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -47,7 +48,8 @@ class Engine(EngineBase):
             path, dtype=getattr(torch, dtype) if dtype else "auto", use_safetensors=True,
             trust_remote_code=trust_remote_code,
         ).to(device).eval()
-        return cls(model, tok, modes or modes_lib.DEFAULT_MODES, resolve_chat_template_kwargs(chat_template_kwargs, path))
+        modes = pick_protocol(tok, modes or modes_lib.DEFAULT_MODES, protocol)
+        return cls(model, tok, modes, resolve_chat_template_kwargs(chat_template_kwargs, path))
 
     @property
     def device(self):
@@ -100,7 +102,9 @@ class Engine(EngineBase):
         if cfg.seed is not None:
             torch.manual_seed(cfg.seed)
         rows, mass = self.prompt_ids(prompts), None
-        if p_mode is None:
+        if self.modes is None:
+            p_mode = self.no_mode_rows(len(prompts))
+        elif p_mode is None:
             p_mode, mass = self.mode_stats(prompts, cfg.batch_size, ids=rows)
         else:
             p_mode = check_mode_rows(p_mode, len(prompts))
@@ -128,7 +132,7 @@ class Engine(EngineBase):
                 texts[i] = opened.texts[i] + self.tokenizer.decode(toks, skip_special_tokens=False)
         return [
             Generation(prompts[i], texts[i], modes_per[i] != AUTO,
-                       dict(zip(self.modes.names, p_mode[i].tolist())), modes_lib.parse(texts[i], self.modes), counts[i],
+                       dict(zip(self.mode_names, p_mode[i].tolist())), self.parse(texts[i]), counts[i],
                        float(mass[i]) if mass is not None else None)
             for i in range(len(prompts))
         ]

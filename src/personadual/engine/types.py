@@ -7,6 +7,10 @@
 - ``mode="auto"``: the model chooses its marker from p(mode | prompt) (`choose_modes`), then
   continues exactly as if that marker had been forced; a mode name forces it by prefilling the marker.
 
+An engine with ``modes=None`` runs the ``plain`` protocol: a model without markers (any base or
+instruct model) answers in its own words, read by `personadual.answers`; there is no mode to force
+and no p(mode).
+
 Prompts go in as rendered text and become ids through `personadual.tokenization.prompt_ids`, the
 rule training uses too, so an engine continues exactly the ids a model was trained on.
 """
@@ -19,6 +23,7 @@ from typing import Sequence
 import torch
 
 from .. import modes as modes_lib
+from ..answers import parse_plain
 from ..modes import AUTO, ModeSet, Parsed
 from ..tokenization import completion_ids, prompt_ids
 
@@ -69,8 +74,23 @@ class EngineBase:
     ``modes``, ``marker_ids`` and ``chat_template_kwargs``."""
 
     tokenizer: object
-    modes: ModeSet
+    modes: ModeSet | None  # None: the plain protocol (a model without mode markers)
     chat_template_kwargs: dict
+
+    @property
+    def protocol(self) -> str:
+        return "plain" if self.modes is None else "modes"
+
+    @property
+    def mode_names(self) -> list[str]:
+        return [] if self.modes is None else self.modes.names
+
+    def parse(self, text: str) -> Parsed:
+        return parse_plain(text) if self.modes is None else modes_lib.parse(text, self.modes)
+
+    def no_mode_rows(self, n: int) -> torch.Tensor:
+        """p(mode | prompt) of a plain model: no modes, so rows of width 0."""
+        return torch.empty(n, 0, dtype=torch.float64)
 
     def render_prompt(self, question: str, persona: str | None = None, **kwargs) -> str:
         """Question + persona -> the prompt text, rendered as this model was trained to see it."""
@@ -85,6 +105,8 @@ class EngineBase:
         if len(modes_per) != len(prompts):
             raise ValueError(f"got {len(modes_per)} modes for {len(prompts)} prompts")
         for m in set(modes_per):
+            if m != AUTO and self.modes is None:
+                raise ValueError(f"cannot force mode {m!r}: this model has no mode markers (plain protocol)")
             if m != AUTO:
                 self.modes.get(m)  # clear KeyError for an unknown mode
         return modes_per
@@ -93,7 +115,7 @@ class EngineBase:
                   temperature: float = 0.0) -> list[list[int]]:
         """The ids an engine continues for these prompts: prompt ids + the opening marker's ids."""
         requested = self.requested_modes(prompts, mode)
-        if p_mode is None and AUTO in requested:
+        if p_mode is None and AUTO in requested and self.modes is not None:
             p_mode = self.mode_probs(prompts)
         opened = opening(requested, p_mode, self.modes, temperature, self.tokenizer)
         return [p + x for p, x in zip(self.prompt_ids(prompts), opened.ids)]
@@ -129,6 +151,8 @@ def choose_modes(p_mode, names: Sequence[str], temperature: float) -> list[str]:
 def opening(requested: Sequence[str], p_mode, modes: ModeSet, temperature: float, tokenizer) -> Opening:
     """What each row's completion opens with (both engines). An auto row's marker was the model's
     choice, so its ids count as generated; a forced one's do not."""
+    if modes is None:  # plain protocol: the completion opens with nothing
+        return Opening([""] * len(requested), [[] for _ in requested], [0] * len(requested))
     opens = list(requested)
     if AUTO in requested:
         chosen = choose_modes(p_mode, modes.names, temperature)
@@ -153,3 +177,25 @@ def until_end(ids: list[int], end_ids) -> list[int]:
         if t in end_ids:
             return ids[:k]
     return ids
+
+
+PROTOCOLS = ("auto", "modes", "plain")
+
+
+def pick_protocol(tokenizer, modes: ModeSet, protocol: str = "modes") -> ModeSet | None:
+    """The ModeSet an engine runs (``modes``), or None for the plain protocol.
+
+    ``auto``: modes when every marker is one token of this tokenizer (it was registered in
+    training), else plain. ``modes`` on a model without its markers is an error that names the way out.
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol: expected one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    if protocol == "plain":
+        return None
+    has = all(len(tokenizer.encode(m, add_special_tokens=False)) == 1 for m in modes.markers)
+    if protocol == "auto":
+        return modes if has else None
+    if not has:
+        raise ValueError(f"this model has no mode markers ({', '.join(modes.markers)} are not single tokens): "
+                         "evaluate it with --protocol plain (or auto)")
+    return modes

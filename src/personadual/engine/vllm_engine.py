@@ -21,7 +21,7 @@ import torch
 from .. import modes as modes_lib
 from ..modes import AUTO, ModeSet
 from ..tokenization import resolve_chat_template_kwargs
-from .types import EngineBase, Generation, GenerationConfig, check_mode_rows, opening
+from .types import EngineBase, Generation, GenerationConfig, check_mode_rows, opening, pick_protocol
 
 
 def _require_vllm():
@@ -37,12 +37,12 @@ def _require_vllm():
 
 class VLLMEngine(EngineBase):
     def __init__(self, path: str, modes: ModeSet = modes_lib.DEFAULT_MODES, dtype: str | None = None,
-                 chat_template_kwargs: dict | None = None, **llm_kwargs):
+                 chat_template_kwargs: dict | None = None, protocol: str = "modes", **llm_kwargs):
         vllm = _require_vllm()
         self.llm = vllm.LLM(model=path, dtype=dtype or "auto", **llm_kwargs)
         self.tokenizer = self.llm.get_tokenizer()
-        self.modes = modes
-        self.marker_ids = modes_lib.marker_token_ids(self.tokenizer, modes)
+        self.modes = pick_protocol(self.tokenizer, modes, protocol)
+        self.marker_ids = [] if self.modes is None else modes_lib.marker_token_ids(self.tokenizer, self.modes)
         self.chat_template_kwargs = resolve_chat_template_kwargs(chat_template_kwargs, path)
 
     def mode_stats(self, prompts: Sequence[str], batch_size: int = 0,
@@ -75,7 +75,9 @@ class VLLMEngine(EngineBase):
                                 stop=list(cfg.stop), include_stop_str_in_output=True, skip_special_tokens=False,
                                 seed=cfg.seed)
         rows, mass = self.prompt_ids(prompts), None
-        if p_mode is None:
+        if self.modes is None:
+            p_mode = self.no_mode_rows(len(prompts))
+        elif p_mode is None:
             p_mode, mass = self.mode_stats(prompts, ids=rows)
         else:
             p_mode = check_mode_rows(p_mode, len(prompts))
@@ -87,8 +89,8 @@ class VLLMEngine(EngineBase):
         gens = []
         for i, res in enumerate(results):
             text = opened.texts[i] + res.outputs[0].text.replace(self.tokenizer.eos_token or "\0", "")
-            gens.append(Generation(prompts[i], text, modes_per[i] != AUTO, dict(zip(self.modes.names, p_mode[i].tolist())),
-                                   modes_lib.parse(text, self.modes), len(res.outputs[0].token_ids) + opened.counted[i],
+            gens.append(Generation(prompts[i], text, modes_per[i] != AUTO, dict(zip(self.mode_names, p_mode[i].tolist())),
+                                   self.parse(text), len(res.outputs[0].token_ids) + opened.counted[i],
                                    float(mass[i]) if mass is not None else None))
         return gens
 

@@ -83,13 +83,14 @@ def _diff(a: dict | None, b: dict | None) -> float | None:
     return round(a["mean"] - b["mean"], 4) if a and b else None
 
 
-def summarize(preds: Sequence[Prediction], n_boot: int = 1000) -> dict:
-    """Accuracy and mode behaviour for one set of (auto or forced) predictions."""
+def summarize(preds: Sequence[Prediction], n_boot: int = 1000, plain: bool = False) -> dict:
+    """Accuracy and mode behaviour for one set of (auto or forced) predictions. ``plain``: a model
+    without modes, so no mode keys; ``unreadable`` counts the replies no answer could be read from."""
     acc = accuracy_by_condition(preds, n_boot)
     mode_share = defaultdict(lambda: defaultdict(int))
     for p in preds:
         mode_share[p.condition][p.mode or "none"] += 1
-    return {
+    out = {
         "n": len(preds),
         "acc": {c: v for c, v in acc.items() if c != "personalized"},
         "personalized_acc": acc.get("personalized"),
@@ -101,16 +102,23 @@ def summarize(preds: Sequence[Prediction], n_boot: int = 1000) -> dict:
         "preferred_mode_agreement": round(sum(p.mode == p.preferred_mode for p in preds) / len(preds), 4) if preds else None,
         "mode_share": {c: {m: round(k / sum(v.values()), 4) for m, k in sorted(v.items())} for c, v in sorted(mode_share.items())},
     }
+    if plain:
+        del out["preferred_mode_agreement"], out["mode_share"]
+        bad = sum(not p.well_formed for p in preds)
+        out["unreadable"] = {"n": bad, "rate": round(bad / len(preds), 4) if preds else None}
+    return out
 
 
-def compute_metrics(runs: dict[str, list[Prediction]], n_boot: int = 1000) -> dict:
-    """All metrics for a model: auto mode overall and per family, plus forced-mode runs when present."""
-    auto = runs["auto"]
-    out = summarize(auto, n_boot)
+def compute_metrics(runs: dict[str, list[Prediction]], n_boot: int = 1000, protocol: str = "modes") -> dict:
+    """All metrics for a model: auto mode overall and per family, plus forced-mode runs when present.
+    ``protocol="plain"``: a model without modes (the same accuracy metrics, no mode metrics)."""
+    auto, plain = runs["auto"], protocol == "plain"
+    out = {"protocol": protocol, **summarize(auto, n_boot, plain)}
     out["per_family"] = {}
     for fam in sorted({p.family for p in auto}):
-        s = summarize([p for p in auto if p.family == fam], n_boot=200)
-        out["per_family"][fam] = {k: s[k] for k in ("acc", "personalized_acc", "interference", "helpful_gain", "mode_share")}
+        s = summarize([p for p in auto if p.family == fam], n_boot=200, plain=plain)
+        keys = ("acc", "personalized_acc", "interference", "helpful_gain") + (() if plain else ("mode_share",))
+        out["per_family"][fam] = {k: s[k] for k in keys}
     masses = [p.marker_mass for p in auto if p.marker_mass is not None]
     if masses:  # how much of the first token's probability the markers hold: RL's marker leak (trap 4)
         out["marker_mass"] = {"mean": round(sum(masses) / len(masses), 4), "min": round(min(masses), 4),

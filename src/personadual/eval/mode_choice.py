@@ -32,16 +32,27 @@ def runs_by_mode(engine: Engine, items: Sequence[Item], config: GenerationConfig
     """
     cfg = config or GenerationConfig()
     runs: dict[str, list[Prediction]] = {}
-    p_mode = mass = None
+    p_mode = None
     for name in engine.modes.names:
         runs[name] = predict(engine, items, name, cfg, drop_persona=drop_persona, p_mode=p_mode)
         if p_mode is None:
             p_mode = [[p.p_mode[m] for m in engine.modes.names] for p in runs[name]]
-            mass = [p.marker_mass for p in runs[name]]
-    runs = {m: [replace(p, marker_mass=mass[i]) for i, p in enumerate(preds)] for m, preds in runs.items()}
-    if cfg.seed is not None:
-        torch.manual_seed(cfg.seed)
-    chosen = choose_modes(p_mode, engine.modes.names, cfg.temperature) if items else []
+    return with_auto_run(runs, engine.modes.names, cfg.temperature, cfg.seed)
+
+
+def with_auto_run(runs: dict[str, list[Prediction]], names: Sequence[str], temperature: float = 0.0,
+                  seed: int | None = None) -> dict[str, list[Prediction]]:
+    """Forced runs (aligned item by item) plus the auto run assembled from them: each item's auto
+    prediction is the forced prediction of the mode the model chooses from p(mode | x) (`choose_modes`).
+    p(mode | x) and the marker mass come from the first mode's run (they are read before any marker,
+    so every run has the same ones; a server may round them differently per request)."""
+    first = runs[names[0]]
+    p_mode = [[p.p_mode[m] for m in names] for p in first]
+    runs = {m: [replace(p, marker_mass=first[i].marker_mass, p_mode=first[i].p_mode) for i, p in enumerate(preds)]
+            for m, preds in runs.items()}
+    if seed is not None:
+        torch.manual_seed(seed)
+    chosen = choose_modes(p_mode, list(names), temperature) if first else []
     return {"auto": [replace(runs[c][i], requested_mode=AUTO) for i, c in enumerate(chosen)], **runs}
 
 

@@ -7,8 +7,10 @@ from dataclasses import asdict, dataclass
 from typing import Sequence
 
 from .. import modes as modes_lib
+from ..answers import parse_plain
+from ..data.options import option_texts
 from ..data.schema import OBJECTIVE_CONDITIONS, Item
-from ..engine import Engine, GenerationConfig
+from ..engine import Engine, Generation, GenerationConfig
 
 
 @dataclass
@@ -44,15 +46,19 @@ def predict(engine: Engine, items: Sequence[Item], mode: str = modes_lib.AUTO, c
         for it in items
     ]
     gens = engine.generate(prompts, mode, config, p_mode=p_mode)
-    return [
-        Prediction(
-            id=it.id, base_id=it.base_id, family=it.family, kind=it.kind, condition=it.condition, gold=it.gold,
-            preferred_mode=it.preferred_mode, requested_mode=mode, mode=g.parsed.mode, answer=g.parsed.answer,
-            correct=g.parsed.answer == it.gold, well_formed=g.parsed.well_formed, reason=g.parsed.reason,
-            p_mode=g.p_mode, text=g.text, marker_mass=g.marker_mass,
-        )
-        for it, g in zip(items, gens)
-    ]
+    return [score(it, g, mode, plain=engine.modes is None) for it, g in zip(items, gens)]
+
+
+def score(item: Item, g: Generation, requested_mode: str, plain: bool = False) -> Prediction:
+    """One generation, scored against the item. A plain reply is read against the item's own options
+    (`personadual.answers`): unreadable counts as wrong, with ``well_formed=False``."""
+    parsed = parse_plain(g.text, item.options, option_texts(item)) if plain else g.parsed
+    return Prediction(
+        id=item.id, base_id=item.base_id, family=item.family, kind=item.kind, condition=item.condition, gold=item.gold,
+        preferred_mode=item.preferred_mode, requested_mode=requested_mode, mode=parsed.mode, answer=parsed.answer,
+        correct=parsed.answer == item.gold, well_formed=parsed.well_formed, reason=parsed.reason,
+        p_mode=g.p_mode, text=g.text, marker_mass=g.marker_mass,
+    )
 
 
 def _rate(xs: list[bool]) -> float | None:

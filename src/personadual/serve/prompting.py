@@ -52,9 +52,10 @@ def finish_reason(gen, max_tokens: int) -> str:
 
 
 def metadata(gen, include_reasoning: bool) -> dict:
-    """The ``personadual`` field: chosen mode, p(mode | prompt), whether it was forced, and the format check."""
+    """The ``personadual`` field: chosen mode, p(mode | prompt), whether it was forced, the format check,
+    and the parsed answer (None when the response has none; ``content`` then carries what the model wrote)."""
     meta = {"mode": gen.mode, "p_mode": {k: round(v, 6) for k, v in gen.p_mode.items()},
-            "forced": gen.forced, "well_formed": gen.parsed.well_formed}
+            "forced": gen.forced, "well_formed": gen.parsed.well_formed, "answer": gen.parsed.answer}
     if gen.marker_mass is not None:  # p(any marker | prompt): low means the model's markers leaked
         meta["marker_mass"] = round(gen.marker_mass, 6)
     if not gen.parsed.well_formed:

@@ -152,7 +152,8 @@ class ChatClient:
             return TeacherFatal(f"HTTP 404 from {self.base_url}/chat/completions ({detail}): check the URL "
                                 "(an OpenAI-compatible base URL usually ends in /v1)", status)
         if status == 429:
-            return TeacherError(f"HTTP 429 from {where}: rate limited after {self.retries} retries ({detail}): "
+            tries = f"{self.retries} retr{'y' if self.retries == 1 else 'ies'}"
+            return TeacherError(f"HTTP 429 from {where}: rate limited, still after {tries} ({detail}): "
                                 "lower the concurrency, or rerun later", status)
         return TeacherError(f"HTTP {status} from {where}: {detail}", status)
 
