@@ -24,7 +24,8 @@ TEXTS = {"A": "Ampere", "B": "Coulomb", "C": "Volt", "D": "Ohm"}
     ("coulomb.", "B", "option text"),
     ("A man measured it once.", None, "unreadable"),  # an article, not a letter
     ("the answer is a good question", None, "unreadable"),  # a lower-case 'a' states nothing
-    ("the answer is E", None, "unreadable"),  # not one of the options
+    ("the answer is E", None, "unreadable"),  # not one of the options: free text is only read as an option
+    ('<answer> {"answer": "E"} </answer>', "E", "answer block"),  # stated explicitly: read as written, wrong
     ("", None, "unreadable"),
 ])
 def test_read_answer_takes_the_most_explicit_reading(reply, answer, how):
@@ -58,7 +59,7 @@ def test_plain_eval_of_a_model_without_modes(plain_model, bench_dir, tmp_path):
     assert not any("[General_mode]" in p["text"] or "[Personalized_mode]" in p["text"] for p in preds)
     read = [p for p in preds if p["well_formed"]]
     assert read, "the pretrained model writes answer blocks: some answers must be read"
-    assert all(p["answer"] in items[p["id"]].options for p in read)
+    assert all(p["answer"] for p in read)
     assert all(p["correct"] == (p["answer"] == items[p["id"]].gold) for p in preds)
     unread = [p for p in preds if not p["well_formed"]]
     assert m["unreadable"] == {"n": len(unread), "rate": round(len(unread) / len(preds), 4)}

@@ -11,7 +11,9 @@ overrides a stated answer:
    or just one option's text ("Coulomb");
 4. nothing else: unreadable. Unreadable answers count as wrong and are reported, never guessed.
 
-The letter must be one of the item's options (A-Z when they are not known).
+Readings 2 and 3 accept only the item's own option letters (A-Z when they are not known): they
+are guesses at what free text means. An answer block is taken as written, so an answer outside the
+options is wrong, not unreadable.
 """
 
 from __future__ import annotations
@@ -69,8 +71,9 @@ def read_answer(text: str, options: list[str] | None = None, option_texts: dict[
             value = json.loads(block.group(1)).get("answer")
         except (json.JSONDecodeError, AttributeError):
             continue
-        if isinstance(value, (str, int)) and not isinstance(value, bool) and (got := letter(str(value))):
-            return Reading(got, "answer block")
+        if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
+            # an explicit answer is taken as given, even a letter that is not an option: it is wrong, not unreadable
+            return Reading(letter(str(value)) or str(value).strip(), "answer block")
     stated = [m for m in (*_STATED.finditer(text), *_BOLD.finditer(text)) if m.group(1).upper() in letters]
     if stated:
         return Reading(max(stated, key=lambda m: m.start()).group(1).upper(), "stated")
