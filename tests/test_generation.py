@@ -206,3 +206,30 @@ def test_vllm_engine_scores_every_marker_and_matches_the_hf_engine(engine, promp
     assert [g.num_tokens for g in gens] == [g.num_tokens for g in ref]  # an auto row counts its marker and newline
     assert gens[0].num_tokens == ref[0].num_tokens > gens[1].num_tokens - 2
     assert gens[0].marker_mass == pytest.approx(float(mass_hf[0]), abs=1e-6)
+
+
+def test_vllm_engine_runs_the_plain_protocol_as_the_hf_engine_does(engine, prompts, monkeypatch):
+    """A model without modes on vLLM: no p(mode) pass, no opening marker, prompt ids as they are, and the
+    same completions and readings as the HF engine in the plain protocol."""
+    import sys
+
+    import fake_vllm
+
+    fake = fake_vllm.module(engine.model, engine.tokenizer)
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    from personadual.engine.vllm_engine import VLLMEngine
+
+    eng = VLLMEngine("unused", engine.modes, protocol="plain")
+    hf = Engine(engine.model, engine.tokenizer, None)
+    assert eng.protocol == hf.protocol == "plain" and eng.marker_ids == []
+    cfg = GenerationConfig(max_new_tokens=12)
+    fake.calls.clear()
+    gens = eng.generate(prompts[:3], "auto", cfg)
+    assert all(params.prompt_logprobs is None for _, params in fake.calls)  # no p(mode) scoring requests
+    assert [ids for ids, _ in fake.calls] == hf.prompt_ids(prompts[:3])  # nothing prefilled after the prompt
+    ref = hf.generate(prompts[:3], "auto", cfg)
+    assert [g.text for g in gens] == [g.text for g in ref]
+    assert all(g.p_mode == {} and g.mode is None and g.marker_mass is None for g in gens)
+    assert [g.parsed.answer for g in gens] == [g.parsed.answer for g in ref]
+    with pytest.raises(ValueError, match="no mode markers"):
+        eng.generate(prompts[:1], "general", cfg)
