@@ -26,6 +26,9 @@ def test_demo_runs_every_stage_then_resumes(tmp_path):
         entry = summary[name]
         assert set(entry) >= {"acc", "personalized_acc", "hacc", "format_error_rate"}
         assert set(entry["acc"]) >= {"none", "irrelevant", "misaligned", "helpful"}
+    base = json.loads((out / "eval" / "base_plain" / "metrics.json").read_text())  # the base-model baseline
+    assert base["protocol"] == "plain" and summary["base_plain"]["hacc"] is None and "unreadable" in base
+    assert "| base_plain | plain |" in (out / "report" / "comparison.md").read_text()
     assert set(summary["stage_seconds"]) == {"data", "tiny_model", "base_model", "sft", "rl", "eval", "report"}
     assert json.loads((out / "summary.json").read_text()) == summary
     report = (out / "report.md").read_text()

@@ -31,6 +31,9 @@ SFT_VARIANTS = ("dual", "general_only", "personalized_only", "persona_prompted")
 FULL_OVERRIDES = {"rl": ["max_steps=100", "save_steps=50"]}
 RL_VARIANTS = ("dual", "dual_paper", "grpo")
 UPPER_BOUND = "upper_bound_no_persona"
+# The paper's base-model baseline: the pretrained model before any persona or marker, asked as any model is
+# (the plain protocol: the answer read from its text)
+BASE_PLAIN = "base_plain"
 
 
 @dataclass
@@ -195,14 +198,15 @@ class Stages:
 
     def eval_stage(self) -> bool:
         jobs = {}
-        targets = {**{k: (v, False) for k, v in self.models().items()}, UPPER_BOUND: (self.out / "rl_dual" / "model", True)}
-        for name, (model, drop) in targets.items():
+        no_persona = ["--drop-persona", "--no-forced"]  # no mode choice to score once personas are gone
+        targets = {BASE_PLAIN: (self.out / "base" / "model", ["--protocol", "plain"]),
+                   **{k: (v, []) for k, v in self.models().items()}, UPPER_BOUND: (self.out / "rl_dual" / "model", no_persona)}
+        for name, (model, flags) in targets.items():
             out = self.out / "eval" / name
             if not (out / "metrics.json").exists():
                 jobs[f"eval_{name}"] = _cli("eval", "--model", str(model), "--data", str(self.data / "test.jsonl"),
-                                            "--out", str(out), "--name", name, "--threads", "1",
-                                            # no mode choice to score once personas are gone: skip the forced runs
-                                            *(["--drop-persona", "--no-forced"] if drop else []), *self._extra("eval"))
+                                            "--out", str(out), "--name", name, "--threads", "1", *flags,
+                                            *self._extra("eval"))
         run_jobs(jobs, self.logs, self.p.jobs, "evaluation")
         return bool(jobs)
 
@@ -213,7 +217,7 @@ class Stages:
         if (self.out / "report.md").exists() and not upstream_changed:
             return False
 
-        names = [*self.models(), UPPER_BOUND]
+        names = [BASE_PLAIN, *self.models(), UPPER_BOUND]
         compare_runs([str(self.out / "eval" / n) for n in names], self.out / "report", names)
         metrics = {n: load_run(self.out / "eval" / n) for n in names}
         (self.out / "report.md").write_text(demo_report(metrics, self.out))
@@ -264,9 +268,9 @@ def build_summary(out: Path, times: dict) -> dict:
                 "personalized_acc": (m.get("personalized_acc") or {}).get("mean"), "hacc": m.get("hacc"),
                 "format_error_rate": m.get("format_error_rate"), "balanced_acc": m.get("balanced_acc"),
                 "interference": m["interference"]["misaligned"], "helpful_gain": m["helpful_gain"],
-                "mode_share_personalized": {c: s.get("personalized", 0.0) for c, s in m["mode_share"].items()}}
+                "mode_share_personalized": {c: s.get("personalized", 0.0) for c, s in m.get("mode_share", {}).items()}}
 
-    names = [*(f"sft_{m}" for m in SFT_VARIANTS), *(f"rl_{e}" for e in RL_VARIANTS), UPPER_BOUND]
+    names = [BASE_PLAIN, *(f"sft_{m}" for m in SFT_VARIANTS), *(f"rl_{e}" for e in RL_VARIANTS), UPPER_BOUND]
     summary = {n: entry(load_run(out / "eval" / n)) for n in names}
     summary["stage_seconds"] = times
     return summary

@@ -79,8 +79,10 @@ def demo_report(metrics: dict[str, dict], out: Path) -> str:
         "a persona to the same questions. *interference* = none - misaligned; *helpful gain* = helpful - none; "
         "*HAcc* = how often the chosen mode is the one that is right, where the two modes disagree.", "",
         comparison_table(metrics), "",
-        "Models: `sft_*` are stage-1 variants (the paper's ablations); `rl_*` start from `sft_dual` and differ "
-        "only in the advantage estimator; `upper_bound_no_persona` is `rl_dual` with every persona removed.", "",
+        "Models: `base_plain` is the pretrained model before stage 1 (no personas, no markers), read as any "
+        "model is (plain protocol); `sft_*` are stage-1 variants (the paper's ablations); `rl_*` start from "
+        "`sft_dual` and differ only in the advantage estimator; `upper_bound_no_persona` is `rl_dual` with every "
+        "persona removed.", "",
         "## The paper's claims, checked", "",
     ]
     diffs = paired_diffs(out / "eval") if all((out / "eval" / n / "predictions.jsonl").exists()
