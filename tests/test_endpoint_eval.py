@@ -72,7 +72,8 @@ def test_endpoint_eval_survives_a_kill_and_asks_no_answered_item_again(bench_dir
     out = tmp_path / "ev"
     log = out / "responses.jsonl"
     cmd = [sys.executable, "-m", "personadual.cli", "eval", "--endpoint", fake.url, "--model", "m", "--data",
-           str(bench_dir), "--out", str(out), "--concurrency", "4", "--no-progress"]
+           str(bench_dir), "--out", str(out), "--concurrency", "4", "--no-progress",
+           "--extra-body", '{"max_completion_tokens": 64}', "--chat-template-kwargs", '{"enable_thinking": false}']
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     try:
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -94,6 +95,8 @@ def test_endpoint_eval_survives_a_kill_and_asks_no_answered_item_again(bench_dir
         asked_again = [fake.item_of(b) for b in fake.requests[len(asked_first):]]
     finally:
         fake.close()
+    assert all(b["max_completion_tokens"] == 64 and b["chat_template_kwargs"] == {"enable_thinking": False}
+               and "mode" not in b for b in fake.requests)  # a plain endpoint gets no PersonaDual fields
     assert not set(asked_again) & answered  # nothing answered before the kill is asked again
     in_flight = set(asked_first) - answered  # asked, but killed before the reply was written
     assert len(in_flight) <= 4 and set(asked_again) == {it.id for it in items} - answered

@@ -34,13 +34,17 @@ def eval_command(model: str = typer.Option(..., help="model directory; with --en
                  name: Optional[str] = typer.Option(None, help="name shown in reports"),
                  backend: str = typer.Option("hf", help="hf | vllm (vllm needs personadual[vllm] and a GPU)"),
                  chat_template_kwargs: Optional[str] = typer.Option(None, help=TEMPLATE_KWARGS_HELP),
+                 extra_body: Optional[str] = typer.Option(None, help="endpoint: JSON object merged into every request "
+                                                          "(e.g. '{\"max_completion_tokens\": 512}')"),
                  progress: bool = typer.Option(True, help="progress bar (endpoint)")):
     """Evaluate a model, in-process or through an endpoint: predictions.jsonl, metrics.json, report.md."""
     kwargs = parse_template_kwargs(chat_template_kwargs)
     try:
         if endpoint:
+            body = parse_template_kwargs(extra_body, "--extra-body")
             m, out = _through_endpoint(endpoint, model, data, out, api_key_env, concurrency, retries, timeout, mode,
-                                       forced, drop_persona, protocol, kwargs, limit, max_new_tokens, name, progress)
+                                       forced, drop_persona, protocol, kwargs, limit, max_new_tokens, name, progress,
+                                       body)
         else:
             from .run import evaluate
 
@@ -63,7 +67,7 @@ def eval_command(model: str = typer.Option(..., help="model directory; with --en
 
 
 def _through_endpoint(endpoint, model, data, out, api_key_env, concurrency, retries, timeout, mode, forced,
-                      drop_persona, protocol, kwargs, limit, max_new_tokens, name, progress):
+                      drop_persona, protocol, kwargs, limit, max_new_tokens, name, progress, extra_body):
     import os
 
     from .endpoint import EndpointConfig, EndpointError, evaluate_endpoint
@@ -74,7 +78,7 @@ def _through_endpoint(endpoint, model, data, out, api_key_env, concurrency, retr
     if api_key_env != "OPENAI_API_KEY" and key is None:
         _fail(f"--api-key-env {api_key_env}: that environment variable is not set")
     cfg = EndpointConfig(endpoint, model, key, concurrency, retries, timeout, max_new_tokens, mode, forced, drop_persona,
-                         protocol, kwargs, limit, progress)
+                         protocol, kwargs, limit, progress, extra_body)
     try:
         return evaluate_endpoint(cfg, str(data), str(out), name=name), out
     except EndpointError as e:

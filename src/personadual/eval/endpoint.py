@@ -58,6 +58,7 @@ class EndpointConfig:
     chat_template_kwargs: dict | None = None  # sent with each request (vLLM and `personadual serve` read it)
     limit: int | None = None
     progress: bool = True
+    extra_body: dict | None = None  # merged into every request (e.g. {"max_completion_tokens": 512})
 
     def __post_init__(self):
         if self.protocol not in ("auto", "modes", "plain"):
@@ -79,7 +80,9 @@ def requests_for(items: list[Item], protocol: str, mode_names: list[str], cfg: E
 def request_body(item: Item, run: str, protocol: str, cfg: EndpointConfig) -> tuple[list[dict], dict]:
     """The messages and extension fields of one request."""
     messages = modes_lib.render_messages(item.question, None if cfg.drop_persona else item.persona)
-    extra = {"chat_template_kwargs": cfg.chat_template_kwargs} if cfg.chat_template_kwargs is not None else {}
+    extra = dict(cfg.extra_body or {})
+    if cfg.chat_template_kwargs is not None:
+        extra["chat_template_kwargs"] = cfg.chat_template_kwargs
     if protocol == "modes":
         extra.update(mode=run, include_reasoning=True)
     return messages, extra
