@@ -19,14 +19,15 @@ import logging
 import random
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
 from ...files import Appender, repair
 from ..options import option_texts
 from ..personabench.build import preferred_mode
 from ..schema import Item, read_items
 from . import personas_checks as pc
+from ..conditions.build import is_base
 from .client import ChatClient, TeacherError, TeacherFatal, for_each
+from .teach import TeacherJob
 from .traces import load_prompt
 
 log = logging.getLogger(__name__)
@@ -51,38 +52,19 @@ KIND_HINTS = {
 
 
 @dataclass
-class PersonasConfig:
-    endpoint: str  # teacher base URL, e.g. http://127.0.0.1:8000/v1
-    model: str  # teacher model id
-    input: Path  # items JSONL
-    out: Path  # persona items JSONL (appended; rerun to resume)
-    api_key: str | None = None
-    concurrency: int = 8  # most requests in flight
-    retries: int = 4  # extra attempts per request
-    timeout: float = 120.0  # seconds per request
+class PersonasConfig(TeacherJob):
     temperature: float = 0.7  # some variety: personas at temperature 0 read like one template
     max_tokens: int = 512
     conditions: tuple[str, ...] = CONDITIONS
     verify: bool = True  # ask the teacher which option each persona points to; keep only the target
     seed: int = 0  # draws the wrong option and the kind of pull per item
-    limit: int | None = None  # only the first N input items
-    progress: bool = True
-    extra_body: dict | None = None  # merged into every request
 
     def __post_init__(self):
-        self.input, self.out = Path(self.input), Path(self.out)
+        super().__post_init__()
         self.conditions = tuple(self.conditions)
         if not self.conditions or len(set(self.conditions)) != len(self.conditions) or \
                 not set(self.conditions) <= set(CONDITIONS):
             raise ValueError(f"conditions must be distinct values of {list(CONDITIONS)}, got {list(self.conditions)}")
-        if self.concurrency < 1 or self.retries < 0 or self.max_tokens < 1:
-            raise ValueError("need concurrency >= 1, retries >= 0, max_tokens >= 1")
-        if self.input.resolve() == self.out.resolve():
-            raise ValueError("out must not be the input file")
-
-    @property
-    def rejected(self) -> Path:
-        return self.out.with_name(self.out.name + ".rejected.jsonl")
 
     def client(self) -> ChatClient:
         return ChatClient(self.endpoint, self.model, api_key=self.api_key, concurrency=self.concurrency,
@@ -106,7 +88,7 @@ class Plan:
 
 def applies(item: Item) -> bool:
     """Only objective items without a persona get one: others have theirs, or are about the user anyway."""
-    return item.kind == "objective" and item.condition == "none" and item.persona is None
+    return is_base(item)
 
 
 def texts_of(item: Item) -> dict[str, str]:

@@ -26,29 +26,26 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class TeachConfig:
+class TeacherJob:
+    """What every resumable teacher run shares (`TeachConfig`, `data personas`' `PersonasConfig`): the
+    teacher, the input, the output and its ``.rejected.jsonl`` sibling, and the request settings."""
+
     endpoint: str  # teacher base URL, e.g. http://127.0.0.1:8000/v1
     model: str  # teacher model id
     input: Path  # items JSONL
-    out: Path  # kept items JSONL (appended; rerun to resume)
+    out: Path  # output JSONL (appended; rerun to resume)
     api_key: str | None = None
-    judge_endpoint: str | None = None  # optional grader of verified traces
-    judge_model: str | None = None
-    judge_api_key: str | None = None  # defaults to api_key
-    concurrency: int = 8  # most requests in flight (teacher and judge each)
+    concurrency: int = 8  # most requests in flight
     retries: int = 4  # extra attempts per request (the openai client's backoff)
     timeout: float = 120.0  # seconds per request
     temperature: float = 0.0
     max_tokens: int = 1024
     extra_body: dict | None = None  # merged into every teacher request
-    personadual_server: bool = False  # the teacher is `personadual serve`: ask it natively (mode, persona)
-    limit: int | None = None  # teach only the first N items of the input
+    limit: int | None = None  # only the first N items of the input
     progress: bool = True
 
     def __post_init__(self):
         self.input, self.out = Path(self.input), Path(self.out)
-        if (self.judge_endpoint is None) != (self.judge_model is None):
-            raise ValueError("judge_endpoint and judge_model go together")
         if self.concurrency < 1 or self.retries < 0 or self.max_tokens < 1:
             raise ValueError("need concurrency >= 1, retries >= 0, max_tokens >= 1")
         if self.input.resolve() == self.out.resolve():
@@ -57,6 +54,19 @@ class TeachConfig:
     @property
     def rejected(self) -> Path:
         return self.out.with_name(self.out.name + ".rejected.jsonl")
+
+
+@dataclass
+class TeachConfig(TeacherJob):
+    judge_endpoint: str | None = None  # optional grader of verified traces
+    judge_model: str | None = None
+    judge_api_key: str | None = None  # defaults to api_key
+    personadual_server: bool = False  # the teacher is `personadual serve`: ask it natively (mode, persona)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if (self.judge_endpoint is None) != (self.judge_model is None):
+            raise ValueError("judge_endpoint and judge_model go together")
 
     def client(self, judge: bool = False) -> ChatClient:
         return ChatClient(self.judge_endpoint if judge else self.endpoint, self.judge_model if judge else self.model,
