@@ -18,14 +18,12 @@ options is wrong, not unreadable.
 
 from __future__ import annotations
 
-import json
 import re
 import string
 from dataclasses import dataclass
 
-from .modes import ANSWER_CLOSE, ANSWER_OPEN, Parsed
+from .modes import ANSWER_BLOCK_RE, Parsed, answer_from_json
 
-_BLOCK = re.compile(re.escape(ANSWER_OPEN) + r"(.*?)" + re.escape(ANSWER_CLOSE), re.DOTALL)
 # the keywords in any case, the letter in capitals only ("the answer is a tricky one" states nothing)
 _STATED = re.compile(
     r"(?i:answer|option|choice)\s*(?i:is|would be|will be|[:=])?\s*(?i:option\s*|choice\s*)?:?\s*"
@@ -66,14 +64,11 @@ def read_answer(text: str, options: list[str] | None = None, option_texts: dict[
             return core
         return by_text.get(_norm(raw))
 
-    for block in reversed(list(_BLOCK.finditer(text))):
-        try:
-            value = json.loads(block.group(1)).get("answer")
-        except (json.JSONDecodeError, AttributeError):
-            continue
-        if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
+    for block in reversed(list(ANSWER_BLOCK_RE.finditer(text))):
+        value = answer_from_json(block.group(1), [])  # the protocol's own reading of a block
+        if value:
             # an explicit answer is taken as given, even a letter that is not an option: it is wrong, not unreadable
-            return Reading(letter(str(value)) or str(value).strip(), "answer block")
+            return Reading(letter(value) or value, "answer block")
     stated = [m for m in (*_STATED.finditer(text), *_BOLD.finditer(text)) if m.group(1).upper() in letters]
     if stated:
         return Reading(max(stated, key=lambda m: m.start()).group(1).upper(), "stated")

@@ -26,7 +26,7 @@ AUTO = "auto"
 
 ANSWER_OPEN = "<answer>"
 ANSWER_CLOSE = "</answer>"
-_ANSWER_RE = re.compile(re.escape(ANSWER_OPEN) + r"(.*?)" + re.escape(ANSWER_CLOSE), re.DOTALL)
+ANSWER_BLOCK_RE = re.compile(re.escape(ANSWER_OPEN) + r"(.*?)" + re.escape(ANSWER_CLOSE), re.DOTALL)
 
 # The paper's prompt: "I am {persona}, my question is: {question}" (persona in the user turn).
 PAPER_PERSONA_TEMPLATE = "I am {persona}, my question is: {question}"
@@ -214,7 +214,7 @@ def parse(completion: str, modes: ModeSet = DEFAULT_MODES) -> Parsed:
     if found:
         problems.append(f"extra mode marker(s) after the first: {found}")
 
-    blocks = list(_ANSWER_RE.finditer(body))
+    blocks = list(ANSWER_BLOCK_RE.finditer(body))
     answer = None
     if not blocks:
         problems.append("truncated answer block" if ANSWER_OPEN in body else "no answer block")
@@ -224,14 +224,15 @@ def parse(completion: str, modes: ModeSet = DEFAULT_MODES) -> Parsed:
             problems.append(f"{len(blocks)} answer blocks")
         first = blocks[0]
         reasoning = body[: first.start()].strip()
-        answer = _answer_from_json(first.group(1), problems)
+        answer = answer_from_json(first.group(1), problems)
         trailing = body[blocks[-1].end() :].strip()
         if trailing and trailing not in ("<|im_end|>", "</s>", "<|endoftext|>"):
             problems.append(f"extra text after the answer block: {trailing[:40]!r}")
     return Parsed(mode, reasoning, answer, not problems, problems[0] if problems else "", problems)
 
 
-def _answer_from_json(raw: str, problems: list[str]) -> str | None:
+def answer_from_json(raw: str, problems: list[str]) -> str | None:
+    """The "answer" value inside one answer block, as a string; None (and why, in ``problems``) if there is none."""
     try:
         obj = json.loads(raw)
     except json.JSONDecodeError as e:
