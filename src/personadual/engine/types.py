@@ -17,7 +17,7 @@ rule training uses too, so an engine continues exactly the ids a model was train
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch

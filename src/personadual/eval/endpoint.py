@@ -22,13 +22,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import modes as modes_lib
 from ..data.schema import Item, read_split
 from ..data.teach.client import ChatClient, TeacherError, TeacherFatal, for_each, reply_text
-from ..engine import Generation
+from ..engine import PROTOCOLS, Generation
 from ..files import Appender, repair, write_text_atomic
 from ..modes import AUTO, Parsed
 from .mode_choice import with_auto_run
@@ -61,8 +61,8 @@ class EndpointConfig:
     extra_body: dict | None = None  # merged into every request (e.g. {"max_completion_tokens": 512})
 
     def __post_init__(self):
-        if self.protocol not in ("auto", "modes", "plain"):
-            raise ValueError(f"protocol: expected auto, modes or plain, got {self.protocol!r}")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol: expected one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
         if self.concurrency < 1 or self.max_tokens < 1:
             raise ValueError("need concurrency >= 1 and max_tokens >= 1")
 
@@ -174,7 +174,7 @@ def evaluate_endpoint(cfg: EndpointConfig, data: str, out_dir: str, name: str | 
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "responses.jsonl"
 
-    async def go() -> tuple[str, list[str], list[str]]:
+    async def go() -> tuple[str, list[str], list[tuple[Item, str]], list[str]]:
         async with ChatClient(cfg.url, cfg.model, cfg.api_key, cfg.concurrency, cfg.retries, cfg.timeout) as client:
             try:
                 protocol, mode_names = await detect(client, cfg)
@@ -186,20 +186,20 @@ def evaluate_endpoint(cfg: EndpointConfig, data: str, out_dir: str, name: str | 
             todo = [(it, run) for it, run in wanted if (it.id, run) not in done]
             with Appender(log_path) as log_file:
                 failed = await _ask_all(cfg, client, todo, protocol, log_file, len(wanted) - len(todo))
-            return protocol, mode_names, failed
+            return protocol, mode_names, wanted, failed
 
-    protocol, mode_names, failed = asyncio.run(go())
+    protocol, mode_names, wanted, failed = asyncio.run(go())
     if failed:
         raise EndpointError(f"{len(failed)} request(s) failed after retries (the first: {failed[0]}). Rerun the same "
                             f"command: the replies in {log_path} are kept and not asked again")
     replies = {(r["id"], r["run"]): r for r in repair(log_path)}
     by_run: dict[str, list] = {}
-    for it, run in requests_for(items, protocol, mode_names, cfg):
+    for it, run in wanted:
         by_run.setdefault(run, []).append(score(it, generation_of(replies[it.id, run], protocol), run, protocol == "plain"))
     runs = with_auto_run(by_run, mode_names) if protocol == "modes" and len(by_run) > 1 else by_run
     if AUTO not in runs:  # one forced mode was asked: report it as the run, as in-process does
         runs = {AUTO: next(iter(runs.values()))}
     about = {"model": cfg.model, "endpoint": cfg.url, "data": str(data), "requested_mode": cfg.mode,
              "drop_persona": cfg.drop_persona, "chat_template_kwargs": cfg.chat_template_kwargs,
-             "name": name or cfg.model, "requests": {k: v for k, v in asdict(cfg).items() if k in ("concurrency", "max_tokens")}}
+             "name": name or cfg.model, "requests": {"concurrency": cfg.concurrency, "max_tokens": cfg.max_tokens}}
     return write_results(out, runs, protocol, about)

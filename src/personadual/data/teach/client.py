@@ -164,16 +164,20 @@ def _limits(concurrency: int):
     return httpx2.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
 
-def _detail(e) -> str:
+def _error_object(e) -> dict:
+    """The ``{"message", "code", "param"}`` object of an error reply (OpenAI's shape, or a bare one)."""
     body = e.body if isinstance(e.body, dict) else {}
-    error = body.get("error", body) if isinstance(body.get("error", body), dict) else {}
-    return str(error.get("message") or e.message or e.response.text[:200])
+    error = body.get("error", body)
+    return error if isinstance(error, dict) else {}
+
+
+def _detail(e) -> str:
+    return str(_error_object(e).get("message") or e.message or e.response.text[:200])
 
 
 def _names_a_model(e) -> bool:
     """A 404 about the model (vLLM, `personadual serve`, OpenAI) rather than about the path."""
-    body = e.body if isinstance(e.body, dict) else {}
-    error = body.get("error", body) if isinstance(body.get("error", body), dict) else {}
+    error = _error_object(e)
     return error.get("code") == "model_not_found" or error.get("param") == "model" or "model" in _detail(e).lower()
 
 
