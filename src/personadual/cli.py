@@ -80,7 +80,7 @@ def data_load(source: str = typer.Argument(..., help="mmlu | flan | ultramedical
         items = load_source(source, str(path) if path else None, hf_name=hf_name, split=split, limit=limit,
                             seed=seed, personas=persona_list, **({"hf_config": hf_config} if hf_config else {}))
     except DataError as e:
-        _fail(str(e))
+        _fail(e.message())  # every bad row, however many
     except ValueError as e:
         _fail(str(e))
     _print({"out": str(out), "items": write_items(out, items)})
