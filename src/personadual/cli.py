@@ -242,13 +242,15 @@ def rl_compare_cmd(out: Path = typer.Option(Path("runs/demo"), help="a finished 
 
 # Commands with their own modules (heavy imports stay inside the functions)
 from .data.conditions.commands import conditions_command  # noqa: E402
+from .data.get import data_get_command  # noqa: E402
 from .data.teach.commands import personas_command, teach_command  # noqa: E402
 from .eval.commands import eval_command, report_command  # noqa: E402
 from .serve.commands import chat_command, serve_command  # noqa: E402
 
 for _group, _name, _fn in ((app, "eval", eval_command), (app, "report", report_command), (app, "serve", serve_command),
                            (app, "chat", chat_command), (data_app, "teach", teach_command),
-                           (data_app, "personas", personas_command), (data_app, "conditions", conditions_command)):
+                           (data_app, "personas", personas_command), (data_app, "conditions", conditions_command),
+                           (data_app, "get", data_get_command)):
     _group.command(_name)(_fn)
 
 
