@@ -13,7 +13,7 @@ import typer
 app = typer.Typer(help="PersonaDual: one model, two reasoning modes (objective / personalized).",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 data_app = typer.Typer(help="Build, check and convert data.", no_args_is_help=True)
-model_app = typer.Typer(help="Local models for CPU runs and tests: tiny ones, and real architectures on a real tokenizer.",
+model_app = typer.Typer(help="Models: tiny local ones, real architectures on a real tokenizer, real ones from GGUF files.",
                         no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(model_app, name="model")
@@ -80,7 +80,7 @@ def data_load(source: str = typer.Argument(..., help="mmlu | flan | ultramedical
         items = load_source(source, str(path) if path else None, hf_name=hf_name, split=split, limit=limit,
                             seed=seed, personas=persona_list, **({"hf_config": hf_config} if hf_config else {}))
     except DataError as e:
-        _fail(str(e))
+        _fail(e.message())  # every bad row, however many
     except ValueError as e:
         _fail(str(e))
     _print({"out": str(out), "items": write_items(out, items)})
@@ -242,13 +242,17 @@ def rl_compare_cmd(out: Path = typer.Option(Path("runs/demo"), help="a finished 
 
 # Commands with their own modules (heavy imports stay inside the functions)
 from .data.conditions.commands import conditions_command  # noqa: E402
+from .data.get import data_get_command  # noqa: E402
 from .data.teach.commands import personas_command, teach_command  # noqa: E402
 from .eval.commands import eval_command, report_command  # noqa: E402
+from .models.commands import model_get_command, model_import_command  # noqa: E402
 from .serve.commands import chat_command, serve_command  # noqa: E402
 
 for _group, _name, _fn in ((app, "eval", eval_command), (app, "report", report_command), (app, "serve", serve_command),
                            (app, "chat", chat_command), (data_app, "teach", teach_command),
-                           (data_app, "personas", personas_command), (data_app, "conditions", conditions_command)):
+                           (data_app, "personas", personas_command), (data_app, "conditions", conditions_command),
+                           (data_app, "get", data_get_command), (model_app, "import", model_import_command),
+                           (model_app, "get", model_get_command)):
     _group.command(_name)(_fn)
 
 

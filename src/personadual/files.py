@@ -4,6 +4,9 @@
   renamed over the target. A reader (or a resumed run) sees the old file or the new one, never half
   of one. The temporary name carries the process id, so ranks of a multi-process job never share one.
 - `write_synced`: a small marker file flushed to disk before returning (checkpoints' ``COMPLETE``).
+- `open_atomic`: a large binary file streamed under a temporary name and renamed over the target
+  only when the ``with`` block ends cleanly; an exception (a failed hash check) removes it, so a
+  target that exists is always whole and checked.
 - `Appender` / `repair`: append-only JSONL, one row per write, each on disk before the call returns;
   a kill can only cut the row being written, and `repair` trims that torn last line before a rerun
   appends, so every row complete before the kill is kept.
@@ -14,8 +17,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable
+from typing import BinaryIO, Iterable, Iterator
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,24 @@ def write_synced(path: str | os.PathLike, text: str) -> None:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
+
+
+@contextmanager
+def open_atomic(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A binary file handle whose bytes appear at ``path`` only if the block finishes without an
+    exception: written to ``path.<pid>.tmp``, fsynced, renamed. On an exception the temporary file
+    is removed and ``path`` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def repair(path: Path) -> list[dict]:

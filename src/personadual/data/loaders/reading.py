@@ -2,7 +2,9 @@
 
 `_open` reads through Hugging Face `datasets`; `_convert` runs a source's converter over the rows.
 A converter signals a bad row with `_Bad` (reported as ``where:row N: field: problem``, N counting
-records from 1) and an out-of-scope row with `_Skip` (counted under its reason, never an error).
+records from 1) and an out-of-scope row with `_Skip` (counted under its reason, never an error). A
+reader that judges rows itself (`personadual.data.mmlu`) puts a `_Bad` or `_Skip` in a row's place, so
+row numbers stay the file's.
 """
 
 from __future__ import annotations
@@ -99,7 +101,7 @@ def _convert(convert: Callable[..., Item], rows, where: str, limit: int | None, 
             break
         seen, row, at = seen + 1, rows[index], f"{where}:row {index + 1}"
         try:
-            if isinstance(row, _Bad):
+            if isinstance(row, (_Bad, _Skip)):  # a reader's verdict on the row, before any conversion
                 raise row
             if not isinstance(row, dict):
                 raise _Bad("(row)", f"expected an object, got {type(row).__name__}")
