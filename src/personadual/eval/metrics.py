@@ -8,7 +8,7 @@ from collections import defaultdict
 from typing import Sequence
 
 from ..data.schema import OBJECTIVE_CONDITIONS
-from .mode_choice import balance, balanced_accuracy, hacc
+from .mode_choice import balance, balanced_accuracy, hacc, separation
 from .predict import Prediction
 
 
@@ -126,6 +126,7 @@ def compute_metrics(runs: dict[str, list[Prediction]], n_boot: int = 1000, proto
     forced = [m for m in runs if m != "auto"]
     if forced:
         out.update(hacc(runs))
+        out["separation"] = separation(runs)
         out["calibration"] = calibration(runs)
         out["forced"] = {m: {k: v for k, v in summarize(runs[m], n_boot=200).items() if k in ("acc", "personalized_acc")}
                          for m in forced}

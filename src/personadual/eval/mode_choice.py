@@ -84,6 +84,32 @@ def hacc(runs: dict[str, list[Prediction]]) -> dict:
             "hacc_cell_oracle": round(oracle / decisive, 4) if decisive else None}
 
 
+def separation(runs: dict[str, list[Prediction]]) -> dict:
+    """How far apart the forced modes are: what forced exploration in RL has to compare.
+
+    ``answers_differ``: per condition, the share of items whose forced answers differ between the
+    modes (on misaligned items a separated model's personalized mode follows the persona and its
+    general mode solves). ``decisive``: items where the modes differ in correctness (HAcc's
+    denominator). A dual model whose marker does not steer its reasoning answers the same in every
+    mode: both numbers near zero, and DualGRPO's mode comparison has nothing to learn from.
+    """
+    mode_names = [k for k in runs if k != "auto"]
+    n = len(runs[mode_names[0]]) if mode_names else 0
+    differ: dict[str, list[bool]] = defaultdict(list)
+    decisive = 0
+    for i in range(n):
+        preds = [runs[m][i] for m in mode_names]
+        differ[preds[0].condition].append(len({p.answer for p in preds}) > 1)
+        decisive += len({p.correct for p in preds}) > 1
+    return {"decisive": decisive, "decisive_share": round(decisive / n, 4) if n else None, "n": n,
+            "answers_differ": {c: round(sum(v) / len(v), 4) for c, v in sorted(differ.items())}}
+
+
+def is_degenerate(sep: dict, min_decisive_share: float = 0.02) -> bool:
+    """A dual model whose modes (almost) never disagree: fewer than ``min_decisive_share`` decisive items."""
+    return (sep.get("decisive_share") or 0.0) < min_decisive_share
+
+
 def balance(by_condition: dict[str, float]) -> float | None:
     """Mean of (the objective conditions' values averaged) and the personalized value, where present."""
     obj = [v for c, v in by_condition.items() if c in OBJECTIVE_CONDITIONS]
