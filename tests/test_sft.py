@@ -190,3 +190,46 @@ def test_keys_lists_trls_fields_with_their_help():
     r = CliRunner().invoke(app, ["keys", "rl", "marker_mass"])
     assert r.exit_code == 0 and "marker_mass_coef = 0.0  # dual: lambda" in r.output
     assert CliRunner().invoke(app, ["keys", "ppo"]).exit_code == 2
+
+
+def test_cross_mode_traces_can_take_their_marker_as_context(bench_dir, tiny_dir):
+    """With cross_mode_trains_marker off, an item's extra other-mode trace teaches its reasoning after a given
+    marker (loss off on the marker token), so the mode choice learns only the preferred mode."""
+    from transformers import AutoTokenizer
+
+    from personadual.tokenization import example_ids
+
+    tok = AutoTokenizer.from_pretrained(tiny_dir)
+    items = read_items(bench_dir / "train.jsonl")
+    trained = build_examples(items, "dual", tok, cross_mode_share=1.0)
+    given = build_examples(items, "dual", tok, cross_mode_share=1.0, cross_mode_trains_marker=False)
+    assert [e["completion"] for e in given] == [e["completion"] for e in trained]  # the same traces
+    extra = [e for e in given if e.get("marker_in_loss") is False]
+    assert 0 < len(extra) < len(given) and not any("marker_in_loss" in e for e in trained)
+    pref = {modes_lib.render_prompt(tok, it.question, it.persona): it.preferred_mode for it in items}
+    markers = {m: modes_lib.DEFAULT_MODES.get(m).marker for m in modes_lib.DEFAULT_MODES.names}
+    assert all(not e["completion"].startswith(markers[pref[e["prompt"]]]) for e in extra)  # only the other mode's
+    marker_ids = set(modes_lib.marker_token_ids(tok, modes_lib.DEFAULT_MODES))
+    for ex, row in zip(given, example_ids(tok, given)):
+        marker_at = next(i for i, t in enumerate(row["input_ids"]) if t in marker_ids)
+        given_marker = ex.get("marker_in_loss") is False
+        assert row["completion_mask"][marker_at] == (0 if given_marker else 1)
+        assert row["completion_mask"].index(1) == marker_at + given_marker  # the loss starts right after a given marker
+        assert all(row["completion_mask"][marker_at + 1:])
+
+
+def test_separation_checks_during_sft_write_one_line_per_check(bench_dir, tiny_dir, tmp_path):
+    import json
+
+    from personadual.sft.train import main
+
+    out = tmp_path / "sft"
+    main(load_config(SFTRunConfig, None, sft_overrides(tiny_dir, bench_dir, out, max_steps=6, eval_data=bench_dir,
+                                                      separation_steps=4, separation_limit=20, cross_mode_share=0.5)))
+    rows = [json.loads(line) for line in (out / "separation.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [4, 6]  # every 4 steps, and after the last
+    for r in rows:
+        assert r["n"] == 20 and 0 <= r["decisive"] <= 20 and set(r["forced_acc"]) == {"general", "personalized"}
+        assert set(r["answers_differ"]) <= {"none", "irrelevant", "misaligned", "helpful", "ambiguous", "personalized"}
+    with pytest.raises(ConfigError, match="separation_steps needs eval_data"):
+        load_config(SFTRunConfig, None, sft_overrides(tiny_dir, bench_dir, out, separation_steps=4))

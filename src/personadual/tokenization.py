@@ -67,7 +67,8 @@ def example_ids(tokenizer, examples: Sequence[dict]) -> list[dict]:
     """Prompt/completion text pairs -> SFT rows of ``input_ids`` and ``completion_mask``.
 
     The prompt's ids are exactly what an engine is given at inference (`prompt_ids`), and the
-    completion's follow them: the loss starts at the completion's first token (the mode marker).
+    completion's follow them: the loss starts at the completion's first token (the mode marker), or
+    at the one after it for an example marked ``marker_in_loss: False`` (a marker given as context).
     Tokenizing here, not in TRL, is what makes that exact: TRL would add special tokens to a text
     prompt and find the completion's start by comparing two tokenizations.
     """
@@ -75,7 +76,10 @@ def example_ids(tokenizer, examples: Sequence[dict]) -> list[dict]:
     rows = []
     for ex, p in zip(examples, prompts):
         c = completion_ids(tokenizer, ex["completion"])
-        rows.append({"input_ids": p + c, "completion_mask": [0] * len(p) + [1] * len(c)})
+        mask = [1] * len(c)
+        if not ex.get("marker_in_loss", True):  # the completion's first token (its marker) is context
+            mask[0] = 0
+        rows.append({"input_ids": p + c, "completion_mask": [0] * len(p) + mask})
     return rows
 
 

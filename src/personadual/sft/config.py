@@ -87,9 +87,16 @@ class SFTRunConfig(SFTConfig):
     data: str = help_field("training items (JSONL, or a PersonaBench directory: its train.jsonl)", "")
     mix: str = help_field(f"which traces to train on: {', '.join(ALL_MIXES)}", "dual")
     cross_mode_share: float = help_field("dual mix: share of items that also get their other mode's (verified) trace", 0.0)
+    cross_mode_trains_marker: bool = help_field("dual mix: whether those extra traces also train their marker (false: the "
+                                                "marker is context, so the mode choice learns only the preferred mode)", True)
     eval_data: str | None = help_field("items for the end-of-run check (JSONL or directory: its val.jsonl)", None)
     eval_limit: int = help_field("how many eval items to generate for the end-of-run check (0 = none)", 400)
     limit: int | None = help_field("use only the first N training items", None)
+    skip_conditions: list[str] = help_field("persona conditions left out of this stage's training items (e.g. "
+                                            "[misaligned, ambiguous]: personas the SFT data never shows)", factory=list)
+    separation_steps: int = help_field("every N steps, run each mode forced on val items of eval_data and append the modes' "
+                                       "separation to output_dir/separation.jsonl (0 = off)", 0)
+    separation_limit: int = help_field("how many val items each separation check uses (0 = all)", 0)
     lora: LoraSpec | None = help_field("LoRA settings; null = full fine-tune", None)
     threads: int | None = help_field("torch CPU threads (None = torch default)", None)
     modes: dict = help_field("mode name -> marker", factory=lambda: dict(DEFAULT_MARKERS))
@@ -125,6 +132,10 @@ class SFTRunConfig(SFTConfig):
             raise ValueError("set max_steps > 0 or num_train_epochs > 0")
         if not 0 <= self.cross_mode_share <= 1:
             raise ValueError("cross_mode_share must be in [0, 1]")
+        if self.separation_steps < 0 or self.separation_limit < 0:
+            raise ValueError("separation_steps and separation_limit must be >= 0")
+        if self.separation_steps and not self.eval_data:
+            raise ValueError("separation_steps needs eval_data (its val items are what the modes are checked on)")
         if self.save_steps < 1:
             raise ValueError("save_steps must be >= 1")
         if self.completion_only_loss is False:

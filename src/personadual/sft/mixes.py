@@ -9,6 +9,10 @@ verifies), except `persona_prompted`, which is the naive pipeline that does not 
   mode's trace is added too (when it is right) for that share of items: the model then learns that
   the *marker* decides how it reasons, not the input alone -- which forced exploration in RL needs,
   since a forced marker that the model ignores gives two copies of the same rollout.
+  ``cross_mode_trains_marker=False`` keeps the other mode's marker out of the loss (it is context,
+  as a forced marker is): the reasoning learns to follow the marker, while the mode choice is
+  taught only the item's preferred mode instead of a preferred/other mixture (with both markers
+  trained, p(preferred mode) is pulled toward 1 / (1 + share) on every item).
 - ``general_only``: the general trace of every item it solves (one mode, persona in the prompt).
 - ``personalized_only``: the personalized trace of every item it solves (helpful, irrelevant, none,
   personalized, some ambiguous; never misaligned, since following that persona is wrong).
@@ -27,7 +31,7 @@ from typing import Callable, Iterable
 from .. import modes as modes_lib
 from ..data.schema import Item
 
-Example = dict[str, str]  # {"prompt": chat-rendered prompt text, "completion": response + end of turn}
+Example = dict  # {"prompt": rendered prompt, "completion": response + end of turn[, "marker_in_loss": False]}
 
 
 def _pick_dual(it: Item) -> str | None:
@@ -53,7 +57,8 @@ ALL_MIXES = (*MIXES, "pretrain")
 
 def build_examples(items: Iterable[Item], mix: str, tokenizer, modes: modes_lib.ModeSet = modes_lib.DEFAULT_MODES,
                    persona_template: str = modes_lib.PAPER_PERSONA_TEMPLATE, cross_mode_share: float = 0.0,
-                   seed: int = 0, chat_template_kwargs: dict | None = None) -> list[Example]:
+                   seed: int = 0, chat_template_kwargs: dict | None = None,
+                   cross_mode_trains_marker: bool = True) -> list[Example]:
     """Items -> prompt/completion text pairs (prompt rendered with the model's template and
     ``chat_template_kwargs``); `personadual.tokenization.example_ids` turns each into training ids."""
     if mix not in ALL_MIXES:
@@ -87,5 +92,8 @@ def build_examples(items: Iterable[Item], mix: str, tokenizer, modes: modes_lib.
                                          persona_template=persona_template)
         for m in chosen:
             tr = it.traces[m]
-            out.append({"prompt": prompt, "completion": modes_lib.format_response(m, tr.reasoning, tr.answer, modes) + eos})
+            ex = {"prompt": prompt, "completion": modes_lib.format_response(m, tr.reasoning, tr.answer, modes) + eos}
+            if m != mode and not cross_mode_trains_marker:
+                ex["marker_in_loss"] = False  # the marker is given, as a forced one is: only the reasoning is taught
+            out.append(ex)
     return out

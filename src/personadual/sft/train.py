@@ -30,16 +30,23 @@ def main(cfg: SFTRunConfig, resume: bool = False) -> dict:
     marker_ids = register_markers(model, tok, modes) if cfg.add_marker_tokens else modes_lib.marker_token_ids(tok, modes)
     template_kwargs = resolve_chat_template_kwargs(cfg.chat_template_kwargs, cfg.model)
 
-    items = read_split(cfg.data, "train")[: cfg.limit]
+    items = [it for it in read_split(cfg.data, "train")[: cfg.limit] if it.condition not in cfg.skip_conditions]
     examples = build_examples(items, cfg.mix, tok, modes, cross_mode_share=cfg.cross_mode_share, seed=cfg.seed,
-                              chat_template_kwargs=template_kwargs)
+                              chat_template_kwargs=template_kwargs, cross_mode_trains_marker=cfg.cross_mode_trains_marker)
     if not examples:
         raise ValueError(f"{cfg.data}: mix {cfg.mix!r} selected no training examples")
     print(f"[sft] {len(examples)} examples ({cfg.mix}) from {len(items)} items")
 
     peft_config = cfg.lora.to_peft(model, marker_ids) if cfg.lora is not None else None
+    callbacks = [MarkCompleteCallback()]
+    if cfg.separation_steps and cfg.mix != "pretrain":
+        from .separation import SeparationCallback
+
+        val = read_split(cfg.eval_data, "val")
+        callbacks.append(SeparationCallback(out, tok, modes, sample_items(val, cfg.separation_limit or len(val)),
+                                            cfg.separation_steps, template_kwargs))
     trainer = SFTTrainer(model=model, args=cfg, train_dataset=Dataset.from_list(example_ids(tok, examples)), processing_class=tok,
-                         peft_config=peft_config, callbacks=[MarkCompleteCallback()])
+                         peft_config=peft_config, callbacks=callbacks)
     expose_head_bias(trainer.model)
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     print(f"[sft] trainable parameters: {trainable:,}")
