@@ -41,7 +41,7 @@ class Item(BaseModel):
     persona_pull: str | None = None  # the option the persona points to, if any
     traces: dict[str, Trace] = Field(default_factory=dict)  # mode name -> trace
     preferred_mode: str | None = None  # the mode the data labels as right for this item
-    split: Literal["train", "val", "test"] | None = None
+    split: Literal["train", "rl", "val", "test"] | None = None
     difficulty: int = 0
     base_id: str | None = None  # same base question under other conditions shares it
     source: str = "personabench"

@@ -33,7 +33,9 @@ class RLRunConfig(GRPOConfig):
     keep TRL's meaning with personadual's defaults. Option compatibility is checked here, once."""
 
     model: str = help_field("SFT model directory to start from", "")
-    data: str = help_field("training items (JSONL, or a PersonaBench directory: its train.jsonl)", "")
+    data: str = help_field("training items (JSONL, or a PersonaBench directory: its {prompt_split}.jsonl)", "")
+    prompt_split: str = help_field("with a data directory, the split RL prompts come from: train (the SFT items), or rl "
+                                   "(PersonaBench's rl split: questions stage 1 never trained on)", "train")
     eval_data: str | None = help_field("items for the end-of-run check (JSONL or directory: its val.jsonl)", None)
     eval_limit: int = help_field("eval items for the end-of-run check (0 = none)", 300)
     limit: int | None = help_field("use only the first N training items (after shuffling with seed)", None)

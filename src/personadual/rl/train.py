@@ -46,7 +46,10 @@ def build_trainer(cfg: RLRunConfig, model=None, tok=None):
     modes = modes_lib.ModeSet.from_dict(cfg.modes)
     if model is None:
         model, tok = load_model_and_tokenizer(cfg.model, cfg.bf16)
-    items = read_split(cfg.data, "train")
+    if os.path.isdir(cfg.data) and not os.path.exists(os.path.join(cfg.data, f"{cfg.prompt_split}.jsonl")):
+        raise FileNotFoundError(f"prompt_split={cfg.prompt_split}: {cfg.data} has no {cfg.prompt_split}.jsonl"
+                                + (" (build PersonaBench with rl_bases > 0 for an rl split)" if cfg.prompt_split == "rl" else ""))
+    items = read_split(cfg.data, cfg.prompt_split)
     random.Random(cfg.seed).shuffle(items)
     template_kwargs = resolve_chat_template_kwargs(cfg.chat_template_kwargs, cfg.model)
     rows = rows_for(items[: cfg.limit], tok, template_kwargs)

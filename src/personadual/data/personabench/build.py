@@ -1,6 +1,8 @@
 """Build PersonaBench: train/val/test JSONL and stats.json, byte-identical for the same config.
 
-Train draws one persona condition per base question (weighted). Val and test are paired: each
+Train draws one persona condition per base question (weighted). An optional ``rl`` split
+(``rl_bases`` > 0) is drawn the same way from the same vocabulary, on base questions of its own:
+prompts for stage 2 that stage 1 never trained on (see `BenchConfig.rl_bases`). Val and test are paired: each
 base question appears under none / irrelevant / misaligned / helpful (and a third of them under
 ambiguous), so interference and helpful gain are measured on the same questions. Val/test use
 held-out names, roles and persona frames (see `vocab.pools`).
@@ -20,7 +22,7 @@ from . import vocab
 from .families import FAMILIES
 from .personas import persona_for, preference_item
 
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "rl", "val", "test")
 PAIRED_CONDITIONS = ("none", "irrelevant", "misaligned", "helpful")
 
 
@@ -34,8 +36,13 @@ class BenchConfig:
     # number size (convert)
     difficulty: dict = field(default_factory=lambda: {"lookup": [3, 5], "compare": [3, 5], "arith": [2, 3], "convert": [1, 2]})
     train_bases: int = 1500  # base questions per family in train (one condition each)
+    # base questions per family in the rl split (0 = no rl split): drawn like train, from train's vocabulary and
+    # condition weights, on questions of their own. RL on the SFT data itself sees rewards of memorised items
+    # (the general mode solves a trained item it would fail on a new one), which hides what each mode is worth.
+    rl_bases: int = 0
     eval_bases: dict = field(default_factory=lambda: {"val": 25, "test": 50})  # per family, paired
     personalized: dict = field(default_factory=lambda: {"train": 1500, "val": 100, "test": 200})
+    rl_personalized: int = 0  # personalized items in the rl split
     train_condition_weights: dict = field(
         default_factory=lambda: {"none": 0.25, "irrelevant": 0.2, "misaligned": 0.25, "helpful": 0.25, "ambiguous": 0.05}
     )
@@ -74,20 +81,22 @@ def _objective_item(split, fam, i, condition, base, rng, pool) -> Item:
 def build(cfg: BenchConfig) -> dict[str, list[Item]]:
     out: dict[str, list[Item]] = {}
     for split in SPLITS:
-        pool, items = vocab.pools(split), []
+        if split == "rl" and not cfg.rl_bases:
+            continue
+        pool, items = vocab.pools("train" if split == "rl" else split), []
         for fam in cfg.families:
             rng = random.Random(f"{cfg.seed}-{split}-{fam}")
             lo, hi = cfg.difficulty[fam]
-            n = cfg.train_bases if split == "train" else cfg.eval_bases[split]
+            n = cfg.train_bases if split == "train" else cfg.rl_bases if split == "rl" else cfg.eval_bases[split]
             for i in range(n):
                 base = FAMILIES[fam](rng, rng.randint(lo, hi), pool["names"])
-                if split == "train":
+                if split in ("train", "rl"):
                     conds = rng.choices(list(cfg.train_condition_weights), list(cfg.train_condition_weights.values()))
                 else:
                     conds = list(PAIRED_CONDITIONS) + (["ambiguous"] if i % cfg.ambiguous_every == 0 else [])
                 items += [_objective_item(split, fam, i, c, base, rng, pool) for c in conds]
         rng = random.Random(f"{cfg.seed}-{split}-preference")
-        for i in range(cfg.personalized[split]):
+        for i in range(cfg.rl_personalized if split == "rl" else cfg.personalized[split]):
             p = preference_item(rng, pool)
             items.append(Item(
                 id=f"{split}-preference-{i:05d}", base_id=f"{split}-preference-{i:05d}", split=split,
