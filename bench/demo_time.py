@@ -1,27 +1,59 @@
-"""Wall time of the whole demo per stage on this machine (fresh output folder, venv excluded).
+"""Wall time of the whole demo, per stage, against a baseline commit's demo run back to back.
 
-Runs `personadual demo --out <tmp>` and prints stage_seconds; ends with ``RESULT demo_seconds=<s>``.
-This one takes the demo's full time (about 15 minutes on 2 cores), unlike the other benchmarks.
-Run: .venv/bin/python bench/demo_time.py [OUT_DIR]
+Runs `personadual demo --out <tmp>` with the baseline commit's code and recipes (a git worktree,
+``--ref``, default: the last commit before the current demo recipe) and then with the checkout's,
+one after the other on the same machine, each from an empty output folder; prints both runs'
+stage times and ends with ``RESULT demo_time_ratio=<current / baseline>``. Absolute CPU times move
+with the host and the day, so only the ratio of two runs measured together means anything. Let
+nothing else run meanwhile. ``--no-baseline`` times the checkout alone
+(``RESULT demo_seconds=<s>``).
+
+Run: .venv/bin/python bench/demo_time.py [--ref COMMIT] [--out DIR] [--no-baseline]
+(the baseline run takes about 15-20 minutes on 2 cores, the current one about 6-8)
 """
 
+import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+BASELINE_REF = "4e1a6a7"  # the demo recipe before the robust, faster one
+
+
+def timed_demo(out: Path, code: Path | None = None) -> tuple[float, dict]:
+    env = dict(os.environ)
+    if code is not None:
+        env["PYTHONPATH"] = str(code / "src")
+    t0 = time.time()
+    subprocess.run([sys.executable, "-m", "personadual.cli", "demo", "--out", str(out)], check=True, env=env,
+                   cwd=code or Path(__file__).resolve().parents[1])
+    return time.time() - t0, json.loads((out / "stage_seconds.json").read_text())
+
 
 def main():
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix="pd-demo-")) / "demo"
-    t0 = time.time()
-    subprocess.run([sys.executable, "-m", "personadual.cli", "demo", "--out", str(out)], check=True)
-    total = time.time() - t0
-    stages = json.loads((out / "stage_seconds.json").read_text())
-    for name, secs in stages.items():
-        print(f"{name:>12}: {secs:7.1f} s")
-    print(f"RESULT demo_seconds={total:.0f}")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--ref", default=BASELINE_REF, help="baseline commit")
+    ap.add_argument("--out", type=Path, default=None, help="parent folder of both runs (default: a temp dir)")
+    ap.add_argument("--no-baseline", action="store_true", help="time the checkout's demo alone")
+    args = ap.parse_args()
+    root = args.out or Path(tempfile.mkdtemp(prefix="pd-demo-time-"))
+    runs = {}
+    if not args.no_baseline:
+        from _baseline import checkout
+
+        runs["baseline"] = timed_demo((root / "baseline").resolve(), checkout(args.ref))
+    runs["current"] = timed_demo((root / "current").resolve())
+    for name, (total, stages) in runs.items():
+        print(f"{name}: {total:.0f} s  (" + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()) + ")")
+    if args.no_baseline:
+        print(f"RESULT demo_seconds={runs['current'][0]:.0f}")
+    else:
+        print(f"RESULT demo_time_ratio={runs['current'][0] / runs['baseline'][0]:.3f}")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,17 @@ def test_demo_runs_every_stage_then_resumes(tmp_path):
     base = json.loads((out / "eval" / "base_plain" / "metrics.json").read_text())  # the base-model baseline
     assert base["protocol"] == "plain" and summary["base_plain"]["hacc"] is None and "unreadable" in base
     assert "| base_plain | plain |" in (out / "report" / "comparison.md").read_text()
-    assert set(summary["stage_seconds"]) == {"data", "tiny_model", "base_model", "sft", "rl", "eval", "report"}
+    assert set(summary["stage_seconds"]) == {"data", "tiny_model", "base_model", "sft", "check", "rl", "eval", "report"}
+    env = summary["environment"]  # what two reports of the same code can differ by
+    import torch
+
+    assert env["seed"] == 0 and env["torch"] == torch.__version__ and env["cpu_capability"]
+    assert f"CPU kernels {env['cpu_capability']}" in (out / "report.md").read_text().split("\n")[2]
+    # the val checks of the RL start and of what RL made of it; a 4-step toy model's modes never disagree
+    assert set(summary["stage_checks"]) == {"sft_dual", "rl_dual", "rl_dual_paper", "rl_grpo"}
+    for name, check in summary["stage_checks"].items():
+        assert check["degenerate"] == (check["decisive_share"] < 0.02)
+        assert (f"**{name} is DEGENERATE" in (out / "report.md").read_text()) == check["degenerate"]
     assert json.loads((out / "summary.json").read_text()) == summary
     report = (out / "report.md").read_text()
     assert "## The paper's claims, checked" in report and report.count("PASS") + report.count("FAIL") == 5
@@ -149,7 +159,7 @@ def test_stage_clock_keeps_the_time_a_crashed_stage_ran(tmp_path):
 
     import pytest
 
-    from personadual.experiments.demo import StageClock
+    from personadual.experiments.jobs import StageClock
 
     clock = StageClock(tmp_path, beat=0.02)
 
@@ -174,7 +184,7 @@ def test_stage_clock_saves_while_the_stage_runs(tmp_path):
     """kill -9 runs no handler: the heartbeat's last save is what survives."""
     import time
 
-    from personadual.experiments.demo import StageClock
+    from personadual.experiments.jobs import StageClock
 
     clock, seen = StageClock(tmp_path, beat=0.02), []
 
@@ -185,3 +195,67 @@ def test_stage_clock_saves_while_the_stage_runs(tmp_path):
 
     clock.run("rl", stage)
     assert seen and seen[0]["rl"] > 0
+
+
+def test_separation_flags_a_dual_model_whose_modes_never_disagree():
+    from personadual.eval.mode_choice import is_degenerate, separation
+    from personadual.eval.predict import Prediction
+    from personadual.experiments.demo_report import stage_check_lines
+
+    def pred(i, cond, mode, answer, gold="A"):
+        return Prediction(id=f"q{i}-{cond}", base_id=f"q{i}", family="f", kind="objective", condition=cond, gold=gold,
+                          preferred_mode="general", requested_mode=mode, mode=mode, answer=answer,
+                          correct=answer == gold, well_formed=True, reason="", p_mode={}, text="")
+
+    conds = ["misaligned", "helpful"] * 50
+    same = {m: [pred(i, c, m, "A" if i % 3 else "B") for i, c in enumerate(conds)] for m in ("general", "personalized")}
+    sep = separation(same)  # one model twice: every forced answer is the same in both modes
+    assert sep["decisive"] == 0 and sep["answers_differ"] == {"helpful": 0.0, "misaligned": 0.0} and is_degenerate(sep)
+    line = stage_check_lines({"sft_dual": {**sep, "degenerate": True}})[0]
+    assert "sft_dual is DEGENERATE" in line and "0 of 100 val items" in line
+    apart = {"general": same["general"],
+             "personalized": [pred(i, c, "personalized", "C" if c == "misaligned" else "A") for i, c in enumerate(conds)]}
+    sep = separation(apart)  # the personalized mode follows the misaligned persona (C), the general mode solves
+    assert sep["answers_differ"]["misaligned"] == 1.0 and sep["decisive"] == 33 + 17 and not is_degenerate(sep)
+    assert "modes separated on val" in stage_check_lines({"sft_dual": {**sep, "degenerate": False}})[0]
+
+
+@pytest.mark.slow
+def test_grid_runs_the_demo_per_seed_and_kernel_then_judges_every_run(tmp_path):
+    """Two short runs (the machine's kernels and torch's default ones) as real subprocesses; a rerun reads them back."""
+    from personadual.experiments.grid import GridPlan, run_grid
+
+    sets = [f"--set={stage}:{kv}" for stage, kvs in TOY.items() if stage != "eval" for kv in kvs]
+    sets.append("--set=eval:--max-new-tokens=24")
+    plan = GridPlan(tmp_path / "grid", seeds=(0,), kernels=("native", "default"), demo_args=tuple(sets))
+    result = run_grid(plan)
+    assert result["n"] == 2 and [r["run"] for r in result["rows"]] == ["s0-native", "s0-default"]
+    native, default = result["rows"]
+    assert default["cpu_capability"] == "DEFAULT" and native["cpu_capability"] != "DEFAULT"
+    for row in result["rows"]:
+        assert [c["name"] for c in row["claims"]] == ["naive interference", "near interference-free", "helpful gain",
+                                                     "personalized kept", "RL improves"]
+        assert row["all_claims"] == all(c["pass"] for c in row["claims"])
+        assert isinstance(row["sft_dual_decisive"], int) and row["seconds"] > 0
+        summary = json.loads((tmp_path / "grid" / row["run"] / "summary.json").read_text())
+        assert summary["environment"]["ATEN_CPU_CAPABILITY"] == (None if row["kernel"] == "native" else "default")
+    md = (tmp_path / "grid" / "grid.md").read_text()
+    assert md.startswith(f"# The demo over seeds x kernels: {result['all_claims']}/2 runs")
+    assert "| s0-default | DEFAULT |" in md
+    if result["all_claims"] < 2:  # a toy model fails claims: each failure is spelt out with its figure
+        assert "## Claims that fail" in md and "- s0-" in md
+    stamp = (tmp_path / "grid" / "s0-native" / "summary.json").stat().st_mtime
+    again = run_grid(plan)  # both runs complete: nothing reruns
+    assert again["rows"] == result["rows"]
+    assert (tmp_path / "grid" / "s0-native" / "summary.json").stat().st_mtime == stamp
+
+
+def test_demo_set_flags_become_stage_overrides():
+    import typer
+
+    from personadual.experiments.commands import parse_stage_settings
+
+    assert parse_stage_settings(["sft:max_steps=5", "eval:--max-new-tokens=24", "sft:seed=3"]) == {
+        "sft": ["max_steps=5", "seed=3"], "eval": ["--max-new-tokens", "24"]}
+    with pytest.raises(typer.Exit):
+        parse_stage_settings(["sfx:max_steps=5"])

@@ -203,52 +203,18 @@ def generate(model: Path = typer.Option(..., help="model directory"),
             "reasoning": g.parsed.reasoning, "text": g.text})
 
 
-@app.command("demo")
-def demo(out: Path = typer.Option(Path("runs/demo"), help="output directory"),
-         seed: int = typer.Option(0, help="seed for data and models"),
-         recipes: Optional[Path] = typer.Option(None, help="recipe folder (default: recipes/tiny-cpu)"),
-         jobs: int = typer.Option(2, help="parallel 1-thread jobs"),
-         full: bool = typer.Option(False, "--full", help="demo-full: longer RL than the 15-minute demo")):
-    """The whole paper on the embedded default (PersonaBench + tiny model). Skips finished stages."""
-    from .experiments.demo import run_demo
-
-    run_demo(out, seed, recipes, jobs, full=full)
-
-
-@app.command("rl-compare")
-def rl_compare_cmd(out: Path = typer.Option(Path("runs/demo"), help="a finished demo's output directory"),
-                   seeds: str = typer.Option("0", help="RL seeds, comma-separated (0 = the demo's own RL models)"),
-                   jobs: int = typer.Option(2, help="parallel 1-thread jobs"),
-                   set_: list[str] = typer.Option([], "--set", help="an RL setting to sweep, key=value (repeatable; needs --tag)"),
-                   tag: str = typer.Option(None, help="the sweep's name: its models and report go to OUT/sweeps/TAG"),
-                   estimators: str = typer.Option("dual,dual_paper,grpo", help="which RL estimators to train and compare")):
-    """The SFT start and the RL estimators on val and test, per RL seed (trains missing seeds)."""
-    from .experiments.rl_compare import rl_compare
-
-    try:
-        seed_list = tuple(int(x) for x in seeds.split(","))
-    except ValueError:
-        _fail(f"--seeds: expected comma-separated integers, got {seeds!r}")
-    bad = [s for s in set_ if "=" not in s]
-    if bad:
-        _fail(f"--set {bad[0]!r}: expected key=value (an RL config field, e.g. temperature=0.5)")
-    try:
-        rl_compare(out, seed_list, jobs, overrides=tuple(set_), tag=tag,
-                   estimators=tuple(e.strip() for e in estimators.split(",") if e.strip()))
-    except (ValueError, FileNotFoundError) as e:
-        _fail(str(e))
-    typer.echo(((out if tag is None else out / "sweeps" / tag) / "rl_compare.md").read_text())
-
-
 # Commands with their own modules (heavy imports stay inside the functions)
 from .data.conditions.commands import conditions_command  # noqa: E402
 from .data.get import data_get_command  # noqa: E402
 from .data.teach.commands import personas_command, teach_command  # noqa: E402
 from .eval.commands import eval_command, report_command  # noqa: E402
+from .experiments.commands import demo_command, demo_grid_command, rl_compare_command  # noqa: E402
 from .models.commands import model_get_command, model_import_command  # noqa: E402
 from .serve.commands import chat_command, serve_command  # noqa: E402
 
-for _group, _name, _fn in ((app, "eval", eval_command), (app, "report", report_command), (app, "serve", serve_command),
+for _group, _name, _fn in ((app, "demo", demo_command), (app, "demo-grid", demo_grid_command),
+                           (app, "rl-compare", rl_compare_command),
+                           (app, "eval", eval_command), (app, "report", report_command), (app, "serve", serve_command),
                            (app, "chat", chat_command), (data_app, "teach", teach_command),
                            (data_app, "personas", personas_command), (data_app, "conditions", conditions_command),
                            (data_app, "get", data_get_command), (model_app, "import", model_import_command),

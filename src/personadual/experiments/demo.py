@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..training import is_complete
 from ..files import write_text_atomic
+from ..training import is_complete
+from .demo_report import degenerate_sentence, print_table, run_environment
+from .jobs import StageClock, _cli, run_jobs
 
+STAGES = ("data", "tiny", "base", "sft", "rl", "eval")  # what `overrides` (and `demo --set`) can address
 SFT_VARIANTS = ("dual", "general_only", "personalized_only", "persona_prompted")
 # `make demo-full`: what the demo's 15-minute budget leaves out (see docs/results.md for both runs)
 FULL_OVERRIDES = {"rl": ["max_steps=100", "save_steps=50"]}
@@ -34,6 +33,8 @@ UPPER_BOUND = "upper_bound_no_persona"
 # The paper's base-model baseline: the pretrained model before any persona or marker, asked as any model is
 # (the plain protocol: the answer read from its text)
 BASE_PLAIN = "base_plain"
+# Models whose forced modes are checked on val: the RL start, and what RL made of it
+CHECKED = ("sft_dual", *(f"rl_{e}" for e in RL_VARIANTS))
 
 
 @dataclass
@@ -43,90 +44,6 @@ class DemoPlan:
     recipes: Path = Path("recipes/tiny-cpu")
     jobs: int = 2  # parallel 1-thread processes
     overrides: dict = field(default_factory=dict)  # stage -> extra key=value list (demo-full uses it)
-
-
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "personadual.cli", *args]
-
-
-class StageClock:
-    """Wall seconds per demo stage, across crashes.
-
-    stage_seconds.json holds finished stages. While a stage runs, its elapsed time is saved every
-    ``beat`` seconds to stage_seconds.partial.json, so after a crash (even kill -9) the resumed stage
-    adds what ran before, to within one beat. Both files are replaced atomically.
-    """
-
-    def __init__(self, out: Path, beat: float = 10.0):
-        self.path, self.partial_path, self.beat = out / "stage_seconds.json", out / "stage_seconds.partial.json", beat
-        self.times = json.loads(self.path.read_text()) if self.path.exists() else {}
-        self.partial = json.loads(self.partial_path.read_text()) if self.partial_path.exists() else {}
-
-    def run(self, name: str, stage) -> bool:
-        """Run ``stage()`` (True if it did work); record its time if it did."""
-        before, t0, stop = self.partial.get(name, 0.0), time.time(), threading.Event()
-        elapsed = lambda: before + time.time() - t0  # noqa: E731
-
-        def beat():
-            while not stop.wait(self.beat):
-                self._save_partial(name, elapsed())
-
-        ticker = threading.Thread(target=beat, daemon=True)
-        ticker.start()
-        done = False
-        try:
-            did = stage()
-            done = True
-        finally:
-            stop.set()
-            ticker.join()
-            if not done:  # an exception: keep the time spent, exactly
-                self._save_partial(name, elapsed())
-        if did:
-            self.times[name] = round(elapsed(), 1)
-            write_text_atomic(self.path, json.dumps(self.times, indent=2) + "\n")
-        if name in self.partial:
-            self._save_partial(name, None)
-        return did
-
-    def _save_partial(self, name: str, seconds: float | None) -> None:
-        if seconds is None:
-            self.partial.pop(name, None)
-        else:
-            self.partial[name] = round(seconds, 1)
-        if self.partial:
-            write_text_atomic(self.partial_path, json.dumps(self.partial, indent=2) + "\n")
-        else:  # nothing in flight: no file left behind
-            self.partial_path.unlink(missing_ok=True)
-
-
-def run_jobs(jobs: dict[str, list[str]], logs: Path, parallel: int, desc: str, threads: int = 1) -> None:
-    """Run named commands, ``parallel`` at a time, ``threads`` threads each; fail with the log's tail."""
-    from tqdm import tqdm
-
-    logs.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false",
-           "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
-    pending, running = list(jobs.items()), {}
-    with tqdm(total=len(jobs), desc=desc, unit="job") as bar:
-        while pending or running:
-            while pending and len(running) < parallel:
-                name, cmd = pending.pop(0)
-                log = open(logs / f"{name}.log", "w")
-                running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log)
-            time.sleep(0.5)
-            for name, (proc, log) in list(running.items()):
-                if proc.poll() is None:
-                    continue
-                log.close()
-                del running[name]
-                bar.update(1)
-                if proc.returncode != 0:
-                    for p, lg in running.values():
-                        p.kill()
-                        lg.close()
-                    tail = (logs / f"{name}.log").read_text()[-3000:]
-                    raise RuntimeError(f"demo job {name!r} failed (exit {proc.returncode}); log {logs / name}.log:\n{tail}")
 
 
 class Stages:
@@ -186,6 +103,33 @@ class Stages:
     def sft_stage(self) -> bool:
         return self._train_variants("sft", "mix", SFT_VARIANTS, self.out / "base" / "model", "SFT variants")
 
+    def check_stage(self) -> bool:
+        """The dual SFT model's forced modes on val, before RL starts from it (`stage_checks`)."""
+        return self._eval_val(["sft_dual"])
+
+    def _eval_val(self, names: list[str]) -> bool:
+        models = self.models()
+        jobs = {f"eval_val_{n}": _cli("eval", "--model", str(models[n]), "--data", str(self.data / "val.jsonl"),
+                                      "--out", str(self.out / "eval_val" / n), "--name", n, "--threads", "1",
+                                      *self._extra("eval"))
+                for n in names if not (self.out / "eval_val" / n / "metrics.json").exists()}
+        run_jobs(jobs, self.logs, self.p.jobs, "val checks")
+        return bool(jobs)
+
+    def stage_checks(self) -> dict[str, dict]:
+        """model -> its forced modes' separation on val and whether it is degenerate (modes that (almost)
+        never disagree: nothing for DualGRPO to choose between, and a dual model that is one model twice)."""
+        from ..eval.mode_choice import is_degenerate
+        from ..eval.report import load_run
+
+        out = {}
+        for n in CHECKED:
+            path = self.out / "eval_val" / n / "metrics.json"
+            if path.exists():
+                sep = load_run(path)["separation"]
+                out[n] = {**sep, "degenerate": is_degenerate(sep)}
+        return out
+
     def rl_stage(self) -> bool:
         # all three at once: with two at a time the third would run alone, on one of the cores
         return self._train_variants("rl", "estimator", RL_VARIANTS, self.out / "sft_dual" / "model", "RL variants",
@@ -208,7 +152,7 @@ class Stages:
                                             "--out", str(out), "--name", name, "--threads", "1", *flags,
                                             *self._extra("eval"))
         run_jobs(jobs, self.logs, self.p.jobs, "evaluation")
-        return bool(jobs)
+        return self._eval_val([n for n in CHECKED if n != "sft_dual"]) or bool(jobs)
 
     def report_stage(self, upstream_changed: bool = True) -> bool:
         from ..eval.report import compare_runs, load_run
@@ -220,7 +164,8 @@ class Stages:
         names = [BASE_PLAIN, *self.models(), UPPER_BOUND]
         compare_runs([str(self.out / "eval" / n) for n in names], self.out / "report", names)
         metrics = {n: load_run(self.out / "eval" / n) for n in names}
-        (self.out / "report.md").write_text(demo_report(metrics, self.out))
+        write_text_atomic(self.out / "report.md", demo_report(metrics, self.out, run_environment(self.p.seed),
+                                                                 self.stage_checks()))
         return True
 
 
@@ -239,17 +184,20 @@ def run_demo(out: str | Path = "runs/demo", seed: int = 0, recipes: str | Path |
     out.mkdir(parents=True, exist_ok=True)
     clock = StageClock(out)
     order = [("data", st.data_stage), ("tiny_model", st.tiny_stage), ("base_model", st.base_stage),
-             ("sft", st.sft_stage), ("rl", st.rl_stage), ("eval", st.eval_stage)]
+             ("sft", st.sft_stage), ("check", st.check_stage), ("rl", st.rl_stage), ("eval", st.eval_stage)]
     changed = False
     for name, stage in [*order, ("report", lambda: st.report_stage(changed))]:
         did = clock.run(name, stage)
         changed = changed or did
         print(f"[demo] {name}: {'done in %.1fs' % clock.times[name] if did else 'already complete, skipped'}")
+        if name == "check" and st.stage_checks().get("sft_dual", {}).get("degenerate"):
+            print(f"[demo] WARNING: {degenerate_sentence('sft_dual', st.stage_checks()['sft_dual'])} "
+                  "RL goes on so the report is complete; the report names it.")
     times = clock.times
     summary = build_summary(out, times)
+    summary["environment"] = run_environment(seed)
+    summary["stage_checks"] = st.stage_checks()
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    from .demo_report import print_table
-
     print_table(summary)
     print(f"[demo] report: {out / 'report.md'}  plots: {out / 'report'}/*.png  summary: {out / 'summary.json'}")
     return summary

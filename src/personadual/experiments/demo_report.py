@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..eval.metrics import paired_balanced_diff
@@ -9,6 +10,56 @@ from ..eval.report import CELL_ORACLE, comparison_table, load_correct
 
 BASELINES = ("sft_general_only", "sft_personalized_only", "sft_persona_prompted")
 RIVALS = ("rl_dual_paper", "rl_grpo", "sft_dual")  # what rl_dual is compared with, item by item
+
+
+def run_environment(seed: int) -> dict:
+    """What makes two runs of the same code differ: the seed, torch's CPU kernels, the library versions.
+
+    torch picks its vector kernels by the processor (``ATEN_CPU_CAPABILITY`` overrides the choice),
+    and with them the order of floating-point sums: the same seed on another processor trains
+    another model."""
+    import platform
+
+    import torch
+    import transformers
+    import trl
+
+    return {"seed": seed, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "ATEN_CPU_CAPABILITY": os.environ.get("ATEN_CPU_CAPABILITY"), "torch": torch.__version__,
+            "transformers": transformers.__version__, "trl": trl.__version__, "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count()}
+
+
+def environment_line(env: dict | None) -> str:
+    if not env:
+        return "Run environment: not recorded."
+    forced = f" (forced by ATEN_CPU_CAPABILITY={env['ATEN_CPU_CAPABILITY']})" if env.get("ATEN_CPU_CAPABILITY") else " (the machine's own)"
+    return (f"Run: seed {env['seed']}, CPU kernels {env['cpu_capability']}{forced}, torch {env['torch']}, "
+            f"transformers {env['transformers']}, trl {env['trl']}, {env['cpus']} CPUs.")
+
+
+def degenerate_sentence(name: str, check: dict) -> str:
+    differ = check.get("answers_differ", {})
+    return (f"{name} is DEGENERATE: its forced modes differ in correctness on {check['decisive']} of {check['n']} val items "
+            f"({100 * (check.get('decisive_share') or 0):.1f}%) and in answer on {100 * differ.get('misaligned', 0):.0f}% of "
+            "misaligned ones: its marker barely steers its reasoning, so DualGRPO's forced modes are two copies of one "
+            "rollout and have nothing to choose between.")
+
+
+def stage_check_lines(checks: dict[str, dict]) -> list[str]:
+    """The report's stage checks: each checked model's separation on val, degenerate ones named plainly."""
+    if not checks:
+        return ["- No stage checks were run."]
+    out = []
+    for name, c in checks.items():
+        if c["degenerate"]:
+            out.append(f"- **{degenerate_sentence(name, c)}**")
+        else:
+            differ = c.get("answers_differ", {})
+            out.append(f"- {name}: modes separated on val: {c['decisive']} of {c['n']} items decisive "
+                       f"({100 * c['decisive_share']:.1f}%), answers differ on {100 * differ.get('misaligned', 0):.0f}% of "
+                       f"misaligned and {100 * differ.get('personalized', 0):.0f}% of personalized items.")
+    return out
 
 
 def paired_diffs(eval_dir: Path) -> dict[str, dict]:
@@ -65,10 +116,10 @@ def measurements(metrics: dict[str, dict], diffs: dict[str, dict] | None = None)
     return out
 
 
-def demo_report(metrics: dict[str, dict], out: Path) -> str:
+def demo_report(metrics: dict[str, dict], out: Path, env: dict | None = None, checks: dict[str, dict] | None = None) -> str:
     n = next(iter(metrics.values()))["n"]
     lines = [
-        "# PersonaDual on PersonaBench: the paper's effect on a laptop CPU", "",
+        "# PersonaDual on PersonaBench: the paper's effect on a laptop CPU", "", environment_line(env), "",
         "A persona in the prompt helps when it carries a true signal and hurts when it does not. PersonaDual "
         "trains one model with two reasoning modes -- general (set the persona aside) and personalized (use "
         "it) -- and lets the model pick the mode per question. Below, a ~1M-parameter model trained on the "
@@ -88,6 +139,10 @@ def demo_report(metrics: dict[str, dict], out: Path) -> str:
     diffs = paired_diffs(out / "eval") if all((out / "eval" / n / "predictions.jsonl").exists()
                                               for n in ("rl_dual", *RIVALS)) else {}
     lines += [f"- {'PASS' if ok else 'FAIL'}: {text}" for ok, text in claims(metrics, diffs)]
+    lines += ["", "## Stage checks (val)", "",
+              "A dual model whose forced modes never disagree cannot be improved by choosing between them; each "
+              "model RL starts from or produces is checked on val before its claims are read.", ""]
+    lines += stage_check_lines(checks or {})
     lines += ["", "A claim compares point estimates; the paired 95% intervals (items resampled within each persona "
               "condition, the same items for both models) say whether a difference is larger than the test "
               "split's noise.", "", "## Measured beside the claims", ""]
@@ -111,7 +166,7 @@ def print_table(summary: dict) -> None:
         t.add_column(col, justify="right")
     fmt = lambda x: "-" if x is None else f"{100 * x:.1f}"  # noqa: E731
     for name, e in summary.items():
-        if name == "stage_seconds":
+        if not isinstance(e, dict) or "acc" not in e:  # stage_seconds, environment, stage_checks
             continue
         t.add_row(name, *(fmt(e["acc"].get(c)) for c in conds), fmt(e["personalized_acc"]), fmt(e["hacc"]),
                   fmt(e["format_error_rate"]))

@@ -23,7 +23,8 @@ from pathlib import Path
 from statistics import mean
 
 from ..training import is_complete
-from .demo import RL_VARIANTS, _cli, run_jobs
+from .demo import RL_VARIANTS
+from .jobs import _cli, run_jobs
 from ..eval.report import _pct, load_run
 
 SPLITS = ("val", "test")

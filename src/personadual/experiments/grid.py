@@ -1,0 +1,141 @@
+"""`personadual demo-grid`: the demo over seeds x CPU kernel settings, one table of the paper's claims.
+
+Why a grid. The demo is deterministic on one machine, but its floating-point sums depend on the
+vector kernels torch picks for the processor, and 1,500 + 300 + 60 training steps compound a
+difference in the sixth digit into another model. A claim that holds on one machine and fails on
+the next is a property of the recipe, not of the method, so the recipe is judged over a grid:
+
+- **seeds**: the whole-pipeline seed (data, initialisation, SFT order, RL sampling);
+- **kernels**: ``ATEN_CPU_CAPABILITY`` (``default`` = no vector kernels, ``avx2``, ``avx512``), which
+  changes torch's CPU kernels, and with them the rounding, exactly as another processor would;
+  ``native`` leaves the machine's own choice (`torch.backends.cpu.get_cpu_capability()`).
+
+Each run is a full `personadual demo` in its own folder (``OUT/s{seed}-{kernel}``), resumable as the
+demo is: a finished run is read back, an interrupted one continues. Every run is judged by the
+same `demo_report.claims`; the table also shows the dual SFT model's decisive-item count (how far
+apart its forced modes are) and the run's time. Written to OUT/grid.md and OUT/grid.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..files import write_text_atomic
+
+KERNELS = ("native", "default", "avx2", "avx512")
+CLAIM_NAMES = ("naive interference", "near interference-free", "helpful gain", "personalized kept", "RL improves")
+
+
+@dataclass
+class GridRun:
+    seed: int
+    kernel: str
+
+    @property
+    def name(self) -> str:
+        return f"s{self.seed}-{self.kernel}"
+
+    def env(self) -> dict:
+        env = dict(os.environ)
+        env.pop("ATEN_CPU_CAPABILITY", None)
+        if self.kernel != "native":
+            env["ATEN_CPU_CAPABILITY"] = self.kernel
+        return env
+
+
+@dataclass
+class GridPlan:
+    out: Path
+    seeds: tuple[int, ...] = (0, 1, 2)
+    kernels: tuple[str, ...] = ("default", "native")
+    demo_args: tuple[str, ...] = ()  # extra `personadual demo` flags
+    python: str = sys.executable
+    pythonpath: str | None = None  # run another checkout's code (the benchmark of the recipe before a change)
+    cwd: str | None = None  # where the demo runs (its recipes are found from there)
+    runs: list[GridRun] = field(init=False)
+
+    def __post_init__(self):
+        bad = [k for k in self.kernels if k not in KERNELS]
+        if bad:
+            raise ValueError(f"kernels: unknown {bad}; known: {', '.join(KERNELS)}")
+        if not self.seeds or not self.kernels:
+            raise ValueError("a grid needs at least one seed and one kernel setting")
+        self.out = Path(self.out)
+        self.runs = [GridRun(s, k) for s in self.seeds for k in self.kernels]
+
+
+def run_grid(plan: GridPlan, run_one=None) -> dict:
+    """Run (or resume) every demo of the grid, one after the other; return and write the table.
+
+    Runs go one at a time: each demo already uses both cores, and its stage times are only
+    comparable when nothing else runs beside it. ``run_one(run, out_dir)`` replaces the subprocess
+    (tests)."""
+    plan.out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for run in plan.runs:
+        out = plan.out / run.name
+        if not (out / "summary.json").exists() or not (out / "report.md").exists():
+            t0 = time.time()
+            (run_one or _demo_subprocess(plan))(run, out)
+            print(f"[grid] {run.name}: {time.time() - t0:.0f} s")
+        rows.append(judge_run(run, out))
+        write_grid(plan.out, rows)  # after every run: an interrupted grid keeps what it has
+    return {"rows": rows, "all_claims": sum(r["all_claims"] for r in rows), "n": len(rows)}
+
+
+def _demo_subprocess(plan: GridPlan):
+    def run(run: GridRun, out: Path) -> None:
+        env = run.env()
+        if plan.pythonpath:
+            env["PYTHONPATH"] = plan.pythonpath
+        cmd = [plan.python, "-m", "personadual.cli", "demo", "--out", str(out.resolve()), "--seed", str(run.seed),
+               *plan.demo_args]
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out.parent / f"{run.name}.log", "a") as log:
+            proc = subprocess.run(cmd, env=env, cwd=plan.cwd, stdout=log, stderr=subprocess.STDOUT)
+        if proc.returncode != 0:
+            raise RuntimeError(f"demo {run.name} failed (exit {proc.returncode}); log: {out.parent / (run.name + '.log')}")
+    return run
+
+
+def judge_run(run: GridRun, out: Path) -> dict:
+    """One row: each claim's verdict and sentence, the dual SFT model's decisive items, the run's time."""
+    from ..eval.report import load_run
+    from .demo import BASE_PLAIN, RL_VARIANTS, SFT_VARIANTS, UPPER_BOUND
+    from .demo_report import claims, paired_diffs
+
+    names = [BASE_PLAIN, *(f"sft_{m}" for m in SFT_VARIANTS), *(f"rl_{e}" for e in RL_VARIANTS), UPPER_BOUND]
+    metrics = {n: load_run(out / "eval" / n) for n in names if (out / "eval" / n / "metrics.json").exists()}
+    verdicts = claims(metrics, paired_diffs(out / "eval"))
+    times = json.loads((out / "stage_seconds.json").read_text()) if (out / "stage_seconds.json").exists() else {}
+    summary = json.loads((out / "summary.json").read_text())
+    return {"run": run.name, "seed": run.seed, "kernel": run.kernel,
+            "cpu_capability": (summary.get("environment") or {}).get("cpu_capability"),
+            "claims": [{"name": n, "pass": ok, "text": text} for n, (ok, text) in zip(CLAIM_NAMES, verdicts)],
+            "all_claims": all(ok for ok, _ in verdicts),
+            "sft_dual_decisive": metrics["sft_dual"].get("decisive"),
+            "seconds": round(sum(times.values()), 1)}
+
+
+def write_grid(out: Path, rows: list[dict]) -> str:
+    """OUT/grid.json and OUT/grid.md: a row per run, a PASS/FAIL cell per claim, the failures spelt out."""
+    head = ["run", "kernel in force", *CLAIM_NAMES, "sft_dual decisive (test)", "seconds"]
+    lines = [f"# The demo over seeds x kernels: {sum(r['all_claims'] for r in rows)}/{len(rows)} runs pass all five claims",
+             "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["run"], r["cpu_capability"] or r["kernel"], *("PASS" if c["pass"] else "**FAIL**" for c in r["claims"]),
+                 str(r["sft_dual_decisive"]), f"{r['seconds']:.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    failed = [(r["run"], c["text"]) for r in rows for c in r["claims"] if not c["pass"]]
+    if failed:
+        lines += ["", "## Claims that fail", ""] + [f"- {run}: {text}" for run, text in failed]
+    md = "\n".join(lines) + "\n"
+    write_text_atomic(out / "grid.json", json.dumps(rows, indent=2) + "\n")
+    write_text_atomic(out / "grid.md", md)
+    return md
