@@ -65,10 +65,10 @@ def letter_token_ids(tokenizer, lead: str, letters: Sequence[str], cache: dict |
     """The one token each option letter is after ``lead``; a clear error when a letter is not one token
     there (merged with the lead, or split), since the letter form reads one position."""
     cache = {} if cache is None else cache
-    head = completion_ids(tokenizer, lead)
     out = []
     for letter in letters:
         if (lead, letter) not in cache:
+            head = completion_ids(tokenizer, lead)
             joint = completion_ids(tokenizer, lead + letter)
             if joint[: len(head)] != head or len(joint) != len(head) + 1:
                 pieces = tokenizer.convert_ids_to_tokens(joint[len(head) - 1:] if len(head) else joint)
@@ -106,7 +106,8 @@ def option_scores(engine, items: Sequence[Item], prompt_rows: Sequence[list[int]
     scores: list[dict[str, float]] = [{} for _ in items]
     letter = [i for i, f in enumerate(forms) if f == "letter"]
     if letter:
-        contexts = [list(prompt_rows[i]) + completion_ids(tok, leads[i]) for i in letter]
+        lead_ids = {lead: completion_ids(tok, lead) for lead in {leads[i] for i in letter}}  # a few distinct leads
+        contexts = [list(prompt_rows[i]) + lead_ids[leads[i]] for i in letter]
         candidates = [letter_token_ids(tok, leads[i], items[i].options, cache) for i in letter]
         for i, logp in zip(letter, engine.next_token_logprobs(contexts, candidates, batch_size, progress)):
             scores[i] = dict(zip(items[i].options, logp))
