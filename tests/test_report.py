@@ -5,7 +5,7 @@ import itertools
 import pytest
 
 from personadual.eval.plots import spread_labels, tradeoff_figure
-from personadual.eval.report import comparison_table, compare_runs, model_report, plots
+from personadual.eval.report import comparison_table, compare_runs, model_report, plots, pull_table
 
 CONDS = ("none", "misaligned", "irrelevant", "helpful")
 MODE_KEYS = ("mode_share", "preferred_mode_agreement", "marker_mass", "hacc", "decisive", "hacc_cell_oracle",
@@ -146,3 +146,23 @@ def test_compare_runs_reads_old_metrics_without_a_protocol(tmp_path):
     text = compare_runs([str(tmp_path / "old"), str(tmp_path / "plain")], tmp_path / "rep")
     assert "| old | modes |" in text and "| plain | plain |" in text
     assert (tmp_path / "rep" / "tradeoff.png").exists()
+
+
+def test_persona_pull_and_answer_letters_in_the_reports():
+    m = {k: v for k, v in metrics("small", plain=True).items() if k != "unreadable"}
+    m.update(protocol="choice", format_error_rate=0.0,
+             choice={"form": "text", "items_by_form": {"text": 8, "letter": 2},
+                     "scored": {"text": "option texts after 'Answer:'", "letter": "option letters after 'The answer is ('"}},
+             pull={"misaligned": {"mean": 0.055, "lo": 0.012, "hi": 0.098, "n": 40}},
+             letters={"answers": {"A": 0.1, "C": 0.9}, "gold": {"A": 0.5, "C": 0.5}, "n": 10})
+    text = model_report(m)
+    assert "change in p(target)" in text and "misaligned +5.5 [+1.2, +9.8] (n=40)" in text
+    assert "- answer letters: A 10.0%, C 90.0% (gold: A 50.0%, C 50.0%)" in text
+    assert "- text form on 8 items: option texts after 'Answer:'" in text and "- letter form on 2 items" in text
+    assert "format errors" not in text and "options scored by log-likelihood" in text
+    generated = {**metrics("dual"), "pull": m["pull"]}
+    assert "change in the rate of answering the target" in model_report(generated)
+    table = pull_table({"small": m, "old": metrics("old")})
+    assert "| small | choice (text+letter) | +5.5 [+1.2, +9.8] | - | - | C 90% (gold 50%) |" in table
+    assert "| old | modes | - | - | - | - |" in table  # metrics written before pull existed
+    assert "| small | choice (text+letter) |" in comparison_table({"small": m})

@@ -3,7 +3,8 @@
 Memory: the p(mode | prompt) pass asks the model for the last position's logits only
 (``logits_to_keep=1``). Without it a causal LM returns logits at every position, B x T x V: at
 V = 151,936 (Qwen3), 128 prompts of 512 tokens that is about 20 GB in bf16 for one row per prompt.
-``generate`` keeps one position per step by itself.
+``generate`` keeps one position per step by itself. Scoring given continuations (the choice protocol)
+applies the LM head at the scored positions only (`scoring`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from .. import modes as modes_lib
 from ..modes import AUTO, ModeSet, marker_distribution
 from ..tokenization import end_of_sequence_ids, resolve_chat_template_kwargs
+from .scoring import Progress, Scorer
 from .types import EngineBase, Generation, GenerationConfig, check_mode_rows, opening, pick_protocol, until_end
 
 
@@ -27,6 +29,7 @@ class Engine(EngineBase):
     tokenizer: object
     modes: ModeSet | None = field(default_factory=lambda: modes_lib.DEFAULT_MODES)  # None: plain protocol
     chat_template_kwargs: dict = field(default_factory=dict)  # how prompts are rendered (saved with the model)
+    _scorer: Scorer | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self):
         self.marker_ids = [] if self.modes is None else modes_lib.marker_token_ids(self.tokenizer, self.modes)
@@ -88,14 +91,32 @@ class Engine(EngineBase):
         """p(mode | prompt), shape (N, n_modes)."""
         return self.mode_stats(prompts, batch_size)[0]
 
+    @property
+    def scorer(self) -> Scorer:
+        """Log-probs of given tokens (`scoring.Scorer`), made on first use: it checks the model's head once."""
+        if self._scorer is None:
+            self._scorer = Scorer(self.model, self.pad_id)
+        return self._scorer
+
+    def score_continuations(self, contexts_ids: Sequence[list[int]], continuations_ids: Sequence[list[int]],
+                            batch_size: int = 32, progress: Progress = None) -> list[float]:
+        """log p(continuation | context), summed over the continuation's tokens, per pair."""
+        return self.scorer.continuation_logprobs(contexts_ids, continuations_ids, batch_size, progress)
+
+    def next_token_logprobs(self, contexts_ids: Sequence[list[int]], candidate_ids: Sequence[Sequence[int]],
+                            batch_size: int = 32, progress: Progress = None) -> list[list[float]]:
+        """log p(token | context) of each candidate token right after its context: one pass per context."""
+        return self.scorer.next_token_logprobs(contexts_ids, candidate_ids, batch_size, progress)
+
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], mode: str | Sequence[str] = AUTO,
-                 config: GenerationConfig | None = None, p_mode: Sequence[Sequence[float]] | None = None) -> list[Generation]:
+                 config: GenerationConfig | None = None, p_mode: Sequence[Sequence[float]] | None = None,
+                 progress: Progress = None) -> list[Generation]:
         """Generate one completion per prompt. ``mode`` is one mode for all prompts, or one per prompt.
 
         ``p_mode``: p(mode | prompt) rows already computed for these prompts (it does not depend on a
         forced marker, so an eval's later runs reuse the first one's); None = one prefill pass here,
-        which also gives each Generation its ``marker_mass``.
+        which also gives each Generation its ``marker_mass``. ``progress`` is told each batch's size.
         """
         cfg = config or GenerationConfig()
         modes_per = self.requested_modes(prompts, mode)
@@ -130,6 +151,8 @@ class Engine(EngineBase):
                 toks = until_end(new_BT[row].tolist(), end)
                 counts[i] = len(toks) + opened.counted[i]
                 texts[i] = opened.texts[i] + self.tokenizer.decode(toks, skip_special_tokens=False)
+            if progress:
+                progress(len(idx))
         return [
             Generation(prompts[i], texts[i], modes_per[i] != AUTO,
                        dict(zip(self.mode_names, p_mode[i].tolist())), self.parse(texts[i]), counts[i],

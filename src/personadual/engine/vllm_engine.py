@@ -66,7 +66,8 @@ class VLLMEngine(EngineBase):
         return self.mode_stats(prompts, batch_size)[0]
 
     def generate(self, prompts: Sequence[str], mode: str | Sequence[str] = AUTO,
-                 config: GenerationConfig | None = None, p_mode: Sequence[Sequence[float]] | None = None) -> list[Generation]:
+                 config: GenerationConfig | None = None, p_mode: Sequence[Sequence[float]] | None = None,
+                 progress=None) -> list[Generation]:
         from vllm import SamplingParams
 
         cfg = config or GenerationConfig()
@@ -92,7 +93,19 @@ class VLLMEngine(EngineBase):
             gens.append(Generation(prompts[i], text, modes_per[i] != AUTO, dict(zip(self.mode_names, p_mode[i].tolist())),
                                    self.parse(text), len(res.outputs[0].token_ids) + opened.counted[i],
                                    float(mass[i]) if mass is not None else None))
+        if progress:  # vLLM schedules the whole list at once: one update at the end
+            progress(len(prompts))
         return gens
+
+    def score_continuations(self, *args, **kwargs):
+        raise ValueError(NO_SCORING)
+
+    def next_token_logprobs(self, *args, **kwargs):
+        raise ValueError(NO_SCORING)
+
+
+NO_SCORING = ("the vLLM engine does not score option log-likelihoods (the choice protocol): "
+              "use the HF engine (--backend hf)")
 
 
 def _last_prompt_logprob(result, token_id: int) -> float:

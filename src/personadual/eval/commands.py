@@ -19,8 +19,13 @@ def eval_command(model: str = typer.Option(..., help="model directory; with --en
                  forced: bool = typer.Option(True, help="also run every mode forced, for HAcc and calibration"),
                  drop_persona: bool = typer.Option(False, help="remove personas: the interference-free upper bound"),
                  protocol: str = typer.Option("auto", help="modes (the model opens each answer with a mode marker), "
-                                              "plain (any model: answers read from free text), or auto: modes when the "
-                                              "model has the markers / the endpoint is a PersonaDual server"),
+                                              "plain (any model: answers read from free text), choice (in-process: "
+                                              "the options scored by log-likelihood, no generation), or auto: modes "
+                                              "when the model has the markers / the endpoint is a PersonaDual server"),
+                 choice_form: Optional[str] = typer.Option(None, help="--protocol choice: text (each option's text "
+                                                           "after 'Answer:', per character; default) or letter (the "
+                                                           "option letters after 'The answer is ('); a mode model "
+                                                           "is scored on the letters of its answer block either way"),
                  endpoint: Optional[str] = typer.Option(None, help="evaluate through this OpenAI-compatible base URL "
                                                         "(e.g. http://127.0.0.1:8000/v1) instead of in-process"),
                  api_key_env: str = typer.Option("OPENAI_API_KEY", help="environment variable holding the endpoint's "
@@ -36,9 +41,14 @@ def eval_command(model: str = typer.Option(..., help="model directory; with --en
                  chat_template_kwargs: Optional[str] = typer.Option(None, help=TEMPLATE_KWARGS_HELP),
                  extra_body: Optional[str] = typer.Option(None, help="endpoint: JSON object merged into every request "
                                                           "(e.g. '{\"max_completion_tokens\": 512}')"),
-                 progress: bool = typer.Option(True, help="progress bar (endpoint)")):
+                 progress: bool = typer.Option(True, help="progress bar on stderr")):
     """Evaluate a model, in-process or through an endpoint: predictions.jsonl, metrics.json, report.md."""
     kwargs = parse_template_kwargs(chat_template_kwargs)
+    if protocol == "choice" and endpoint:
+        _fail("--protocol choice scores each option's log-likelihood in-process; an endpoint's replies carry no "
+              "option log-likelihoods: drop --endpoint (evaluate the model directory), or use --protocol plain")
+    if choice_form is not None and protocol != "choice":
+        _fail(f"--choice-form applies to --protocol choice only (got --protocol {protocol})")
     try:
         if endpoint:
             body = parse_template_kwargs(extra_body, "--extra-body")
@@ -55,14 +65,18 @@ def eval_command(model: str = typer.Option(..., help="model directory; with --en
             out = out or Path(model).parent / "eval"
             m = evaluate(model, str(data), str(out), mode=mode, forced=forced, drop_persona=drop_persona, limit=limit,
                          batch_size=batch_size, max_new_tokens=max_new_tokens, name=name, backend=backend,
-                         chat_template_kwargs=kwargs, protocol=protocol)
+                         chat_template_kwargs=kwargs, protocol=protocol, choice_form=choice_form or "text",
+                         progress=progress)
     except ValueError as e:  # bad rows (file:line), a protocol the model cannot run, bad settings
         _fail(str(e))
     summary = {"out": str(out), "protocol": m["protocol"], "acc": {c: v["mean"] for c, v in m["acc"].items()},
                "personalized_acc": (m["personalized_acc"] or {}).get("mean"), "hacc": m.get("hacc"),
-               "interference": m["interference"], "helpful_gain": m["helpful_gain"]}
-    if "unreadable" in m:
-        summary["unreadable"] = m["unreadable"]
+               "interference": m["interference"], "helpful_gain": m["helpful_gain"],
+               "pull": {c: v["mean"] for c, v in (m.get("pull") or {}).items()},
+               "answer_letters": (m.get("letters") or {}).get("answers")}
+    for key in ("unreadable", "choice"):
+        if key in m:
+            summary[key] = m[key]
     typer.echo(json.dumps(summary, indent=2))
 
 

@@ -1,5 +1,6 @@
 """Metrics from predictions: accuracy per persona condition with bootstrap CIs, interference, helpful
-gain, personalized accuracy, mode behaviour, HAcc and the calibration of p(mode | x)."""
+gain, personalized accuracy, persona pull, the answers' letter distribution, mode behaviour, HAcc and
+the calibration of p(mode | x)."""
 
 from __future__ import annotations
 
@@ -79,13 +80,73 @@ def calibration(runs: dict[str, list[Prediction]], mode: str = "personalized", b
     return {"ece": round(ece, 4), "brier": round(brier, 4), "n": len(pairs), "bins": table}
 
 
+PULL_CONDITIONS = ("misaligned", "helpful", "ambiguous")  # the conditions whose persona points to an option
+
+
+def pull_target(p: Prediction) -> str | None:
+    """The option a prediction's persona points to: gold for a helpful persona (a true signal), the
+    item's ``persona_pull`` for a misaligned or ambiguous one; none for the other conditions."""
+    if p.condition == "helpful":
+        return p.gold
+    return p.persona_pull if p.condition in PULL_CONDITIONS else None
+
+
+def target_weight(p: Prediction, target: str) -> float:
+    """How much of the answer goes to ``target``: its probability where the options were scored (choice),
+    else 1 or 0 by whether the answer is it."""
+    if p.option_probs is not None:
+        return float(p.option_probs.get(target, 0.0))
+    return float(p.answer == target)
+
+
+def pull_differences(preds: Sequence[Prediction]) -> dict[str, list[float]]:
+    """condition -> one difference per base question: weight on the persona's target with the persona,
+    minus the same question's weight on that option with no persona.
+
+    Why paired: the same question under ``none`` is the counterfactual, so what the question alone
+    makes likely (an easy gold, a model's favourite letter) cancels, and what is left is the move the
+    persona caused. Accuracy cannot show this near chance, where moving mass between wrong options
+    and the target changes little; the target's probability still moves.
+    """
+    none = {p.base_id: p for p in preds if p.condition == "none" and p.base_id is not None}
+    diffs: dict[str, list[float]] = defaultdict(list)
+    for p in preds:
+        target = pull_target(p)
+        if target is not None and p.base_id in none:
+            diffs[p.condition].append(target_weight(p, target) - target_weight(none[p.base_id], target))
+    return diffs
+
+
+def persona_pull(preds: Sequence[Prediction], n_boot: int = 1000, seed: int = 0) -> dict:
+    """condition -> mean pull toward the persona's target with a paired bootstrap 95% CI (pairs resampled
+    as units), and n; conditions without a target (irrelevant) or without paired items are absent."""
+    diffs = pull_differences(preds)
+    return {c: bootstrap_ci(diffs[c], n_boot, seed) for c in PULL_CONDITIONS if diffs.get(c)}
+
+
+def letter_distribution(preds: Sequence[Prediction]) -> dict:
+    """The share of each option letter among the answers given, beside its share among the gold answers:
+    a small model's first failure is often one letter for everything."""
+    def shares(letters: list[str]) -> dict[str, float]:
+        counts = defaultdict(int)
+        for x in letters:
+            counts[x] += 1
+        return {k: round(v / len(letters), 4) for k, v in sorted(counts.items())}
+
+    answered = [p for p in preds if p.answer is not None]
+    return {"answers": shares([p.answer for p in answered]), "gold": shares([p.gold for p in preds]) if preds else {},
+            "n": len(answered)}
+
+
 def _diff(a: dict | None, b: dict | None) -> float | None:
     return round(a["mean"] - b["mean"], 4) if a and b else None
 
 
-def summarize(preds: Sequence[Prediction], n_boot: int = 1000, plain: bool = False) -> dict:
+def summarize(preds: Sequence[Prediction], n_boot: int = 1000, plain: bool = False,
+              unreadable: bool | None = None) -> dict:
     """Accuracy and mode behaviour for one set of (auto or forced) predictions. ``plain``: a model
-    without modes, so no mode keys; ``unreadable`` counts the replies no answer could be read from."""
+    without modes, so no mode keys; ``unreadable`` (default: ``plain``) counts the replies no answer
+    could be read from (a protocol that scores the options has none)."""
     acc = accuracy_by_condition(preds, n_boot)
     mode_share = defaultdict(lambda: defaultdict(int))
     for p in preds:
@@ -97,6 +158,7 @@ def summarize(preds: Sequence[Prediction], n_boot: int = 1000, plain: bool = Fal
         "interference": {"misaligned": _diff(acc.get("none"), acc.get("misaligned")),
                          "irrelevant": _diff(acc.get("none"), acc.get("irrelevant"))},
         "helpful_gain": _diff(acc.get("helpful"), acc.get("none")),
+        "pull": persona_pull(preds, n_boot),
         "balanced_acc": balanced_accuracy(preds),
         "format_error_rate": round(1 - sum(p.well_formed for p in preds) / len(preds), 4) if preds else None,
         "preferred_mode_agreement": round(sum(p.mode == p.preferred_mode for p in preds) / len(preds), 4) if preds else None,
@@ -104,19 +166,25 @@ def summarize(preds: Sequence[Prediction], n_boot: int = 1000, plain: bool = Fal
     }
     if plain:
         del out["preferred_mode_agreement"], out["mode_share"]
+    if plain if unreadable is None else unreadable:
         bad = sum(not p.well_formed for p in preds)
         out["unreadable"] = {"n": bad, "rate": round(bad / len(preds), 4) if preds else None}
     return out
 
 
-def compute_metrics(runs: dict[str, list[Prediction]], n_boot: int = 1000, protocol: str = "modes") -> dict:
+def compute_metrics(runs: dict[str, list[Prediction]], n_boot: int = 1000, protocol: str = "modes",
+                    modes: bool | None = None) -> dict:
     """All metrics for a model: auto mode overall and per family, plus forced-mode runs when present.
-    ``protocol="plain"``: a model without modes (the same accuracy metrics, no mode metrics)."""
-    auto, plain = runs["auto"], protocol == "plain"
-    out = {"protocol": protocol, **summarize(auto, n_boot, plain)}
+    ``protocol="plain"``: a model without modes (the same accuracy metrics, no mode metrics).
+    ``modes``: whether the predictions carry modes (default: the modes protocol's do); the choice
+    protocol has them on a mode model and never has unreadable answers."""
+    auto = runs["auto"]
+    plain = protocol == "plain" if modes is None else not modes
+    out = {"protocol": protocol, **summarize(auto, n_boot, plain, unreadable=protocol == "plain")}
+    out["letters"] = letter_distribution(auto)
     out["per_family"] = {}
     for fam in sorted({p.family for p in auto}):
-        s = summarize([p for p in auto if p.family == fam], n_boot=200, plain=plain)
+        s = summarize([p for p in auto if p.family == fam], n_boot=200, plain=plain, unreadable=False)
         keys = ("acc", "personalized_acc", "interference", "helpful_gain") + (() if plain else ("mode_share",))
         out["per_family"][fam] = {k: s[k] for k in keys}
     masses = [p.marker_mass for p in auto if p.marker_mass is not None]
@@ -128,6 +196,6 @@ def compute_metrics(runs: dict[str, list[Prediction]], n_boot: int = 1000, proto
         out.update(hacc(runs))
         out["separation"] = separation(runs)
         out["calibration"] = calibration(runs)
-        out["forced"] = {m: {k: v for k, v in summarize(runs[m], n_boot=200).items() if k in ("acc", "personalized_acc")}
-                         for m in forced}
+        out["forced"] = {m: {k: v for k, v in summarize(runs[m], n_boot=200).items()
+                             if k in ("acc", "personalized_acc", "pull")} for m in forced}
     return out

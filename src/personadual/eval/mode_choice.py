@@ -21,20 +21,20 @@ from .predict import Prediction, predict
 
 
 def runs_by_mode(engine: Engine, items: Sequence[Item], config: GenerationConfig | None = None,
-                 drop_persona: bool = False) -> dict[str, list[Prediction]]:
+                 drop_persona: bool = False, progress=None) -> dict[str, list[Prediction]]:
     """Auto-mode predictions plus one forced run per registered mode, aligned item by item.
 
     An auto response opens with the marker the model chooses from p(mode | x) and continues exactly
     as that mode's forced response (`choose_modes`), so the auto run is assembled from the forced
     runs rather than generated a third time: each auto prediction *is* the chosen mode's forced one,
     and HAcc compares like with like. p(mode | x) is read before any marker, so the first forced run
-    computes it and the others reuse it.
+    computes it and the others reuse it. ``progress`` is told each generation batch's size.
     """
     cfg = config or GenerationConfig()
     runs: dict[str, list[Prediction]] = {}
     p_mode = None
     for name in engine.modes.names:
-        runs[name] = predict(engine, items, name, cfg, drop_persona=drop_persona, p_mode=p_mode)
+        runs[name] = predict(engine, items, name, cfg, drop_persona=drop_persona, p_mode=p_mode, progress=progress)
         if p_mode is None:
             p_mode = [[p.p_mode[m] for m in engine.modes.names] for p in runs[name]]
     return with_auto_run(runs, engine.modes.names, cfg.temperature, cfg.seed)

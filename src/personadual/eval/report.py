@@ -21,19 +21,24 @@ def _pct(x) -> str:
 
 
 def protocol(m: dict) -> str:
-    """How the model was asked: "modes" (the mode protocol) or "plain"; metrics written before plain
-    evaluations existed carry no key and are all "modes"."""
+    """How the model was asked: "modes" (the mode protocol), "plain" or "choice"; metrics written before
+    plain evaluations existed carry no key and are all "modes"."""
     return m.get("protocol") or "modes"
 
 
 def protocol_label(m: dict) -> str:
-    """The protocol as the comparison shows it, naming an endpoint when the answers came through one."""
+    """The protocol as the comparison shows it: an endpoint when the answers came through one, the
+    forms a choice evaluation scored ("choice (text+letter)": some items had no option texts)."""
+    if protocol(m) == "choice":
+        return f"choice ({'+'.join((m.get('choice') or {}).get('items_by_form') or ['?'])})"
     return f"{protocol(m)} via endpoint" if m.get("endpoint") else protocol(m)
 
 
 def _setting(m: dict) -> str:
     """The report's first sentence's parenthesis: what was run and how."""
-    how = "plain prompts, no mode protocol" if protocol(m) == "plain" else f"mode {m.get('requested_mode')}"
+    how = {"plain": "plain prompts, no mode protocol",
+           "choice": f"options scored by log-likelihood, nothing generated, mode {m.get('requested_mode')}"}.get(
+        protocol(m), f"mode {m.get('requested_mode')}")
     return (f"{m['n']} items, {how}{', through ' + m['endpoint'] if m.get('endpoint') else ''}"
             f"{', personas removed' if m.get('drop_persona') else ''}")
 
@@ -54,8 +59,10 @@ def _findings(m: dict) -> list[str]:
     lines = [f"- interference (none - misaligned): {_pts(inter.get('misaligned'))}; "
              f"(none - irrelevant): {_pts(inter.get('irrelevant'))}",
              f"- helpful gain (helpful - none): {_pts(m.get('helpful_gain'))}"]
+    lines += _pull_lines(m)
     bal = f"- balanced accuracy: {_pct(m.get('balanced_acc'))}"
-    if not (protocol(m) == "plain" and m.get("unreadable")):  # for plain answers the two rates are one
+    # for plain answers the two rates are one; a scored answer is always well formed
+    if not (protocol(m) == "plain" and m.get("unreadable")) and protocol(m) != "choice":
         bal += f"; format errors: {_pct(m.get('format_error_rate'))}%"
     if m.get("preferred_mode_agreement") is not None:
         bal += f"; agreement with the data's preferred mode: {_pct(m['preferred_mode_agreement'])}%"
@@ -75,6 +82,29 @@ def _findings(m: dict) -> list[str]:
         cal = m["calibration"]
         lines.append(f"- p(personalized | x) as a predictor of 'personalized is the better mode': ECE {cal['ece']}, "
                      f"Brier {cal['brier']} (n={cal['n']})")
+    return lines
+
+
+def _pull_cell(x: dict | None) -> str:
+    return "-" if not x else f"{100 * x['mean']:+.1f} [{100 * x['lo']:+.1f}, {100 * x['hi']:+.1f}]"
+
+
+def _shares(d: dict) -> str:
+    return ", ".join(f"{k} {100 * v:.1f}%" for k, v in d.items()) or "-"
+
+
+def _pull_lines(m: dict) -> list[str]:
+    """Persona pull, the answers' letters and (choice) what was scored; each where the metrics have it."""
+    lines = []
+    if m.get("pull"):
+        what = "p(target)" if protocol(m) == "choice" else "the rate of answering the target"
+        lines.append("- persona pull toward the option the persona points to (with the persona minus without, "
+                     f"same question; change in {what}, points, 95% CI): "
+                     + "; ".join(f"{c} {_pull_cell(x)} (n={x['n']})" for c, x in m["pull"].items()))
+    if (m.get("letters") or {}).get("answers"):
+        lines.append(f"- answer letters: {_shares(m['letters']['answers'])} (gold: {_shares(m['letters']['gold'])})")
+    for form, n in ((m.get("choice") or {}).get("items_by_form") or {}).items():
+        lines.append(f"- {form} form on {n} items: {m['choice']['scored'][form]}")
     return lines
 
 
@@ -128,6 +158,22 @@ def comparison_table(runs: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def pull_table(runs: dict[str, dict]) -> str:
+    """Persona pull per model (points toward the persona's target, 95% CI) and its most frequent answer
+    letter beside that letter's share of the gold answers; "-" where a model has no such measure."""
+    lines = ["| model | protocol | pull: misaligned | pull: helpful | pull: ambiguous | top answer letter |",
+             "|---|---|---|---|---|---|"]
+    for name, m in runs.items():
+        pull, letters = m.get("pull") or {}, m.get("letters") or {}
+        answers, gold = letters.get("answers") or {}, letters.get("gold") or {}
+        top = max(answers, key=answers.get, default=None)
+        cell = f"{top} {100 * answers[top]:.0f}% (gold {100 * gold.get(top, 0):.0f}%)" if top else "-"
+        lines.append(f"| {name} | {protocol_label(m)} | " + " | ".join(_pull_cell(pull.get(c))
+                                                                     for c in ("misaligned", "helpful", "ambiguous"))
+                     + f" | {cell} |")
+    return "\n".join(lines) + "\n"
+
+
 def compare_runs(run_dirs: list[str], out_dir: str | Path, names: list[str] | None = None) -> str:
     """`personadual report`: comparison.md + plots for several evaluated runs."""
     runs = {}
@@ -136,7 +182,10 @@ def compare_runs(run_dirs: list[str], out_dir: str | Path, names: list[str] | No
         runs[(names[i] if names else None) or m.get("name") or Path(d).name] = m
     out_dir = Path(out_dir)
     pngs = plots(runs, out_dir)
-    text = "# PersonaDual comparison\n\n" + comparison_table(runs) + "\n" + "\n".join(
+    text = ("# PersonaDual comparison\n\n" + comparison_table(runs) + "\n## Persona pull\n\n"
+            "Change in the weight on the option the persona points to, with the persona minus without it, on the "
+            "same question, in points with a paired 95% CI (choice: its probability; generation: the rate of "
+            "answering it).\n\n" + pull_table(runs) + "\n## Plots\n\n") + "\n".join(
         f"![{Path(p).stem}]({Path(p).name})" for p in pngs) + "\n"
     (out_dir / "comparison.md").write_text(text)
     return text
