@@ -15,7 +15,7 @@ from personadual.engine import Engine
 from personadual.engine.scoring import Scorer
 from personadual.eval.choice import LETTER_PREFIX, TEXT_PREFIX, choice_runs, letter_token_ids, mode_lead, softmax
 from personadual.eval.metrics import letter_distribution, persona_pull
-from personadual.eval.predict import Prediction, load_predictions
+from personadual.scoring.predict import Prediction, load_predictions
 from personadual.tokenization import completion_ids, prompt_ids
 
 SOURCES = Path(__file__).parent / "fixtures" / "sources"

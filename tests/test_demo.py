@@ -198,8 +198,8 @@ def test_stage_clock_saves_while_the_stage_runs(tmp_path):
 
 
 def test_separation_flags_a_dual_model_whose_modes_never_disagree():
-    from personadual.eval.mode_choice import is_degenerate, separation
-    from personadual.eval.predict import Prediction
+    from personadual.scoring.mode_choice import is_degenerate, separation
+    from personadual.scoring.predict import Prediction
     from personadual.experiments.demo_report import stage_check_lines
 
     def pred(i, cond, mode, answer, gold="A"):

@@ -4,8 +4,8 @@ import random
 import pytest
 
 from personadual.eval.metrics import bootstrap_ci, calibration, compute_metrics, paired_balanced_diff
-from personadual.eval.mode_choice import balanced_accuracy, hacc
-from personadual.eval.predict import Prediction
+from personadual.scoring.mode_choice import balanced_accuracy, hacc
+from personadual.scoring.predict import Prediction
 
 
 def pred(i, cond, correct, mode="general", p_pers=0.2, family="compare", well_formed=True):

@@ -10,6 +10,8 @@ from typing import Optional
 
 import typer
 
+from .cli_args import fail as _fail
+
 app = typer.Typer(help="PersonaDual: one model, two reasoning modes (objective / personalized).",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 data_app = typer.Typer(help="Build, check and convert data.", no_args_is_help=True)
@@ -18,7 +20,8 @@ model_app = typer.Typer(help="Models: tiny local ones, real architectures on a r
 app.add_typer(data_app, name="data")
 app.add_typer(model_app, name="model")
 
-from .serve.commands import TEMPLATE_KWARGS_HELP, open_engine, parse_template_kwargs  # noqa: E402
+from .cli_args import TEMPLATE_KWARGS_HELP, parse_template_kwargs  # noqa: E402
+from .serve.commands import open_engine  # noqa: E402
 
 OVERRIDES = typer.Argument(None, help="config overrides as key=value (e.g. learning_rate=1e-4 lora.r=8)")
 
@@ -26,10 +29,6 @@ OVERRIDES = typer.Argument(None, help="config overrides as key=value (e.g. learn
 def _print(obj) -> None:
     typer.echo(json.dumps(obj, indent=2, default=str))
 
-
-def _fail(msg: str, code: int = 2):
-    typer.secho(f"error: {msg}", fg="red", err=True)
-    raise typer.Exit(code)
 
 
 @data_app.command("build")

@@ -94,6 +94,7 @@ DEFAULT_MODES = ModeSet(
         Mode(PERSONALIZED, "[Personalized_mode]", "reason about the persona and tailor the answer"),
     )
 )
+DEFAULT_MARKERS = dict(zip(DEFAULT_MODES.names, DEFAULT_MODES.markers))  # mode name -> marker, as configs spell it
 
 
 # ---------------------------------------------------------------------------------------------

@@ -39,8 +39,8 @@ from ..data.schema import Item
 from ..engine import choose_modes
 from ..modes import AUTO, ModeSet
 from ..tokenization import completion_ids
-from .mode_choice import with_auto_run
-from .predict import Prediction
+from ..scoring.mode_choice import with_auto_run
+from ..scoring.predict import Prediction
 
 FORMS = ("text", "letter")
 LETTER_PREFIX = "The answer is ("

@@ -8,7 +8,8 @@ from typing import Optional
 
 import typer
 
-from ..serve.commands import TEMPLATE_KWARGS_HELP, parse_template_kwargs
+from ..cli_args import TEMPLATE_KWARGS_HELP, fail as _fail, parse_template_kwargs
+
 
 
 def eval_command(model: str = typer.Option(..., help="model directory; with --endpoint, the model id the endpoint serves"),
@@ -98,10 +99,6 @@ def _through_endpoint(endpoint, model, data, out, api_key_env, concurrency, retr
     except EndpointError as e:
         _fail(str(e))
 
-
-def _fail(msg: str):
-    typer.secho(f"error: {msg}", fg="red", err=True)
-    raise typer.Exit(2)
 
 
 def report_command(runs: list[Path] = typer.Argument(..., help="eval directories (or metrics.json files)"),

@@ -31,8 +31,8 @@ from ..data.teach.client import ChatClient, TeacherError, TeacherFatal, for_each
 from ..engine import PROTOCOLS, Generation
 from ..files import Appender, repair, write_text_atomic
 from ..modes import AUTO, Parsed
-from .mode_choice import with_auto_run
-from .predict import score
+from ..scoring.mode_choice import with_auto_run
+from ..scoring.predict import score
 from .run import write_results
 
 log = logging.getLogger(__name__)

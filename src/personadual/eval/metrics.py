@@ -9,8 +9,8 @@ from collections import defaultdict
 from typing import Sequence
 
 from ..data.schema import OBJECTIVE_CONDITIONS
-from .mode_choice import balance, balanced_accuracy, hacc, separation
-from .predict import Prediction
+from ..scoring.mode_choice import balance, balanced_accuracy, hacc, separation
+from ..scoring.predict import Prediction
 
 
 def bootstrap_ci(xs: Sequence[bool | float], n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict | None:

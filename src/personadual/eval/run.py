@@ -16,8 +16,8 @@ from ..engine import Engine, GenerationConfig, load_engine
 from ..files import write_text_atomic
 from .choice import FORMS, choice_runs, rows_to_score
 from .metrics import compute_metrics
-from .mode_choice import runs_by_mode
-from .predict import Prediction, predict
+from ..scoring.mode_choice import runs_by_mode
+from ..scoring.predict import Prediction, predict
 from .report import model_report
 
 

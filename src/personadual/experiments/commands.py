@@ -7,10 +7,8 @@ from typing import Optional
 
 import typer
 
+from ..cli_args import fail as _fail
 
-def _fail(msg: str):
-    typer.secho(f"error: {msg}", fg="red", err=True)
-    raise typer.Exit(2)
 
 
 def _ints(text: str, flag: str) -> tuple[int, ...]:

@@ -119,7 +119,7 @@ class Stages:
     def stage_checks(self) -> dict[str, dict]:
         """model -> its forced modes' separation on val and whether it is degenerate (modes that (almost)
         never disagree: nothing for DualGRPO to choose between, and a dual model that is one model twice)."""
-        from ..eval.mode_choice import is_degenerate
+        from ..scoring.mode_choice import is_degenerate
         from ..eval.report import load_run
 
         out = {}

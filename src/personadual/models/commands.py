@@ -13,12 +13,10 @@ from typing import Optional
 
 import typer
 
+from ..cli_args import fail as _fail
+
 from ..artifacts import CACHE_HELP
 
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg="red", err=True)
-    raise typer.Exit(2)
 
 
 def _say(message: str) -> None:

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from trl import GRPOConfig
 
 from ..config import fill_trl_defaults, help_field, remember_given
-from ..sft.config import DEFAULT_MARKERS, LoraSpec
+from ..modes import DEFAULT_MARKERS
+from ..training import LoraSpec
 from .advantages import ESTIMATORS
 from .rewards import REWARDS
 

@@ -11,21 +11,7 @@ from typing import Optional
 
 import typer
 
-
-def parse_template_kwargs(raw: Optional[str], option: str = "--chat-template-kwargs") -> Optional[dict]:
-    """A JSON object from the command line (None = use the model's saved settings)."""
-    if raw is None:
-        return None
-    import json
-
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise typer.BadParameter(f"not valid JSON: {e.msg}", param_hint=option) from None
-    if not isinstance(value, dict):
-        raise typer.BadParameter(f"expected a JSON object such as '{{\"enable_thinking\": false}}', got {raw!r}",
-                                 param_hint=option)
-    return value
+from ..cli_args import TEMPLATE_KWARGS_HELP, parse_template_kwargs
 
 
 def open_engine(model: Path, backend: str = "hf", device: Optional[str] = None, dtype: Optional[str] = None,
@@ -41,8 +27,6 @@ def open_engine(model: Path, backend: str = "hf", device: Optional[str] = None, 
         raise typer.BadParameter(str(e)) from None
 
 
-TEMPLATE_KWARGS_HELP = ("JSON object passed to the chat template (e.g. '{\"enable_thinking\": false}'); "
-                        "default: the settings saved with the model")
 
 
 def context_length(engine) -> Optional[int]:

@@ -7,75 +7,9 @@ from dataclasses import dataclass
 from trl import SFTConfig
 
 from ..config import fill_trl_defaults, help_field, remember_given
+from ..modes import DEFAULT_MARKERS
+from ..training import LoraSpec
 from .mixes import ALL_MIXES
-
-DEFAULT_MARKERS = {"general": "[General_mode]", "personalized": "[Personalized_mode]"}
-
-
-EMBEDDING_CHOICES = ("markers", "full", "none")
-
-
-@dataclass
-class LoraSpec:
-    r: int = help_field("LoRA rank", 16)
-    alpha: int = help_field("LoRA alpha (scale = alpha / r)", 32)
-    dropout: float = help_field("LoRA dropout", 0.05)
-    target_modules: list[str] | str = help_field("modules to adapt ('all-linear' or a list)", "all-linear")
-    train_embeddings: str = help_field("which embedding rows train beside the adapters, so the mode markers (new tokens) "
-                                  "can be learned: 'markers' (only the markers' rows, input and output tables), "
-                                  "'full' (both tables in full), 'none' (markers keep their initial rows); "
-                                  "true = markers, false = none", "markers")
-
-    def __post_init__(self):
-        if isinstance(self.train_embeddings, bool):
-            self.train_embeddings = "markers" if self.train_embeddings else "none"
-        if self.train_embeddings not in EMBEDDING_CHOICES:
-            raise ValueError(f"lora.train_embeddings: expected one of {', '.join(EMBEDDING_CHOICES)} (or true/false), "
-                             f"got {self.train_embeddings!r}")
-
-    def to_peft(self, model=None, marker_ids=None):
-        """The PEFT LoraConfig (``model`` names its embedding modules; else Llama/Qwen's names).
-
-        Why the markers' rows must train: a mode marker is a token the base model never produced, and
-        choosing a mode is the logit of its row in the LM head. Frozen rows leave LoRA to bend every
-        hidden state toward two fixed vectors, and the mode choice barely moves.
-
-        'markers' trains those rows alone with PEFT's ``trainable_token_indices``: a few thousand
-        parameters where the full tables of Qwen3-8B (untied, 2 x 151,936 x 4,096) would be 1.24B plus
-        their Adam state. An untied head gets its own indices; a tied table is wrapped once and PEFT
-        ties the head to it. TRL's fused LM head reads ``lm_head.weight``, which PEFT's wrapper serves
-        with the trained rows merged in, so the loss sees them (tested for tied and untied tables).
-        'full' (``modules_to_save``) is the fallback for a stack where that wrapper is not honoured.
-        """
-        from peft import LoraConfig
-
-        extra: dict = {}
-        names = embedding_module_names(model) if model is not None else ["embed_tokens", "lm_head"]
-        if self.train_embeddings == "markers":
-            if not marker_ids:
-                raise ValueError("lora.train_embeddings=markers needs the marker token ids")
-            ids = sorted(set(int(i) for i in marker_ids))
-            if model is not None and len(names) == 2 and not _tied(model):
-                extra = {"trainable_token_indices": {n: ids for n in names}}
-            else:  # one table: PEFT wraps the tied head with the same trained rows
-                extra = {"trainable_token_indices": ids}
-        elif self.train_embeddings == "full":
-            extra = {"modules_to_save": names, **({"ensure_weight_tying": True} if model is None or _tied(model) else {})}
-        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
-                          target_modules=self.target_modules, task_type="CAUSAL_LM", **extra)
-
-
-def _tied(model) -> bool:
-    head = model.get_output_embeddings()
-    return head is None or head.weight is model.get_input_embeddings().weight
-
-
-def embedding_module_names(model) -> list[str]:
-    """Short names of the input and output embedding modules (``embed_tokens``, ``lm_head``; ``wte`` in GPT-2)."""
-    by_id = {id(m): name for name, m in model.named_modules()}
-    mods = [model.get_input_embeddings(), model.get_output_embeddings()]
-    return list(dict.fromkeys(by_id[id(m)].rsplit(".", 1)[-1] for m in mods if m is not None))
-
 
 @dataclass
 class SFTRunConfig(SFTConfig):

@@ -4,7 +4,7 @@ A dual SFT model is useful to DualGRPO only if its marker decides how it reasons
 personalized mode on a misaligned item it should follow the persona, forced into the general mode
 it should solve. Whether and when that happens during SFT is what `SeparationCallback` records,
 one JSON line per check in ``output_dir/separation.jsonl``: the separation measure of
-`personadual.eval.mode_choice.separation` plus each forced mode's accuracy per condition.
+`personadual.scoring.mode_choice.separation` plus each forced mode's accuracy per condition.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def measure_separation(model, tok, modes, items, chat_template_kwargs: dict | No
     import torch
 
     from ..engine import Engine, GenerationConfig
-    from ..eval.mode_choice import runs_by_mode, separation
+    from ..scoring.mode_choice import runs_by_mode, separation
 
     was_training = model.training
     model.eval()

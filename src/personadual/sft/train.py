@@ -69,7 +69,7 @@ def main(cfg: SFTRunConfig, resume: bool = False) -> dict:
 
 def end_of_run_check(model, tok, modes, eval_data: str, limit: int, chat_template_kwargs: dict | None = None) -> dict:
     """Greedy auto-mode generation on a val sample: format, mode choice, accuracy. Printed and returned."""
-    from ..eval.predict import predict, quick_summary
+    from ..scoring.predict import predict, quick_summary
     from ..engine import Engine, GenerationConfig
 
     model.eval()

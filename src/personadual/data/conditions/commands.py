@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from ...cli_args import fail as _fail
+
 # Which option a config field comes from, so a bad value is reported against what the user typed.
 _OPTION_OF = {"splits": "--splits", "ambiguous_every": "--ambiguous-every"}
 
@@ -30,10 +32,6 @@ def parse_splits(text: str) -> dict[str, float]:
         raise ValueError("give at least one name=share pair (e.g. test=1)")
     return out
 
-
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg="red", err=True)
-    raise typer.Exit(2)
 
 
 def conditions_command(
