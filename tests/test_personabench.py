@@ -90,3 +90,32 @@ def test_difficulty_knob_lengthens_compare_traces():
     assert count(hard, "compare", ".") > 1.5 * count(easy, "compare", ".")  # one step per person
     assert count(hard, "arith", "+") == 3 * count(easy, "arith", "+")  # one addition per extra number
     assert max(len(it.options) for it in hard["test"] if it.family == "lookup") == 6
+
+
+def test_the_rl_split_adds_fresh_questions_and_leaves_the_other_splits_byte_identical(tmp_path):
+    from personadual.data.personabench import write
+
+    cfg = dict(train_bases=40, eval_bases={"val": 3, "test": 3}, personalized={"train": 20, "val": 4, "test": 4})
+    write(BenchConfig(seed=0, **cfg), tmp_path / "plain")
+    write(BenchConfig(seed=0, rl_bases=30, rl_personalized=10, **cfg), tmp_path / "rl")
+    for name in ("train.jsonl", "val.jsonl", "test.jsonl"):
+        assert (tmp_path / "plain" / name).read_bytes() == (tmp_path / "rl" / name).read_bytes(), name
+    assert not (tmp_path / "plain" / "rl.jsonl").exists()
+    rl, train = read_items(tmp_path / "rl" / "rl.jsonl"), read_items(tmp_path / "rl" / "train.jsonl")
+    assert len(rl) == 4 * 30 + 10 and {it.split for it in rl} == {"rl"}
+    assert not {it.question for it in rl} & {it.question for it in train}  # questions stage 1 never trained on
+    names = set(vocab.pools("train")["names"])
+    assert all(any(f" {n} " in f" {it.question} " for n in names) for it in rl if it.family == "lookup")  # train's words
+    assert json.loads((tmp_path / "rl" / "stats.json").read_text())["counts"]["rl"]["total"] == len(rl)
+
+
+def test_rl_condition_weights_shape_the_rl_split_only(tmp_path):
+    import pytest
+
+    only = {"none": 0.0, "irrelevant": 0.0, "misaligned": 1.0, "helpful": 0.0, "ambiguous": 0.0}
+    splits = build(BenchConfig(seed=0, train_bases=20, rl_bases=20, rl_condition_weights=only, **{
+        "eval_bases": {"val": 2, "test": 2}, "personalized": {"train": 2, "val": 2, "test": 2}}))
+    assert {it.condition for it in splits["rl"]} == {"misaligned"}
+    assert len({it.condition for it in splits["train"]}) > 1
+    with pytest.raises(ValueError, match="rl_condition_weights must sum to 1"):
+        BenchConfig(rl_condition_weights={"none": 0.5})

@@ -308,3 +308,23 @@ def test_mode_probs_once_per_prompt_match_the_engine(sft_model, bench_dir, tmp_p
     expected = Engine(trainer.model, trainer.processing_class).mode_probs([r["prompt"] for r in inputs])
     torch.testing.assert_close(probs, expected, atol=1e-5, rtol=1e-5)
     assert torch.equal(probs[0], probs[G - 1]) and not torch.equal(probs[0], probs[G])  # shared within a group only
+
+
+def test_rl_prompts_can_come_from_the_rl_split(sft_model, bench_dir, tmp_path):
+    """prompt_split=rl: stage 2 trains on questions stage 1 never saw; a data folder without that split is a clear error."""
+    import shutil
+
+    import pytest
+
+    from personadual.data.personabench import BenchConfig, write
+
+    data = tmp_path / "data"
+    write(BenchConfig(seed=0, train_bases=10, rl_bases=6, rl_personalized=4, eval_bases={"val": 2, "test": 2},
+                      personalized={"train": 4, "val": 2, "test": 2}), data)
+    trainer = make_trainer(sft_model, data, tmp_path / "rl", prompt_split="rl")
+    ids = {row["item_id"] for row in trainer.train_dataset}
+    assert ids and all(i.startswith("rl-") for i in ids) and len(ids) == 4 * 6 + 4
+    shutil.copytree(data, tmp_path / "no_rl")
+    (tmp_path / "no_rl" / "rl.jsonl").unlink()
+    with pytest.raises(FileNotFoundError, match="prompt_split=rl: .* has no rl.jsonl .*rl_bases > 0"):
+        make_trainer(sft_model, tmp_path / "no_rl", tmp_path / "rl2", prompt_split="rl")

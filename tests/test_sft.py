@@ -233,3 +233,27 @@ def test_separation_checks_during_sft_write_one_line_per_check(bench_dir, tiny_d
         assert set(r["answers_differ"]) <= {"none", "irrelevant", "misaligned", "helpful", "ambiguous", "personalized"}
     with pytest.raises(ConfigError, match="separation_steps needs eval_data"):
         load_config(SFTRunConfig, None, sft_overrides(tiny_dir, bench_dir, out, separation_steps=4))
+
+
+def test_unverified_cross_mode_traces_define_every_mode_on_every_item_without_teaching_the_choice(bench_dir, tiny_dir):
+    """cross_mode_unverified: the personalized mode following a misaligned persona and the persona-blind general
+    mode on a personalized question are trained too, always after a given marker; only verified traces teach it."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_dir)
+    items = read_items(bench_dir / "train.jsonl")
+    exs = build_examples(items, "dual", tok, cross_mode_share=1.0, cross_mode_unverified=True)
+    by_prompt = {}
+    for ex in exs:
+        by_prompt.setdefault(ex["prompt"], []).append(ex)
+    mis = [it for it in items if it.condition == "misaligned"]
+    assert mis and all(not it.trace_correct("personalized") for it in mis)
+    for it in mis:  # both modes now, the wrong personalized one with its marker as context
+        rows = by_prompt[modes_lib.render_prompt(tok, it.question, it.persona)]
+        wrong = [e for e in rows if e["completion"].startswith("[Personalized_mode]")]
+        assert len(wrong) == 1 and wrong[0].get("marker_in_loss") is False and it.traces["personalized"].reasoning in wrong[0]["completion"]
+    trained_marker = [e for e in exs if e.get("marker_in_loss", True)]
+    verified = {(modes_lib.render_prompt(tok, it.question, it.persona), m) for it in items for m in it.traces if it.trace_correct(m)}
+    marker_of = {"[General_mode]": "general", "[Personalized_mode]": "personalized"}
+    assert all((e["prompt"], marker_of[e["completion"].split("\n")[0]]) in verified for e in trained_marker)
+    assert len(exs) == sum(len(it.traces) for it in items if it.preferred_mode in it.traces)

@@ -62,7 +62,9 @@ class Stages:
         from ..config import load_config
         from ..data.personabench import BenchConfig, write
 
-        write(load_config(BenchConfig, None, [f"seed={self.p.seed}", *self._extra("data")]), self.data)
+        recipe = self.p.recipes / "data.yaml"  # the benchmark's knobs (an older recipe folder may have none)
+        write(load_config(BenchConfig, recipe if recipe.exists() else None, [f"seed={self.p.seed}", *self._extra("data")]),
+              self.data)
         return True
 
     def tiny_stage(self) -> bool:

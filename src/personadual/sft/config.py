@@ -23,6 +23,8 @@ class SFTRunConfig(SFTConfig):
     cross_mode_share: float = help_field("dual mix: share of items that also get their other mode's (verified) trace", 0.0)
     cross_mode_trains_marker: bool = help_field("dual mix: whether those extra traces also train their marker (false: the "
                                                 "marker is context, so the mode choice learns only the preferred mode)", True)
+    cross_mode_unverified: bool = help_field("dual mix: those extra traces include the other mode's wrong ones too (marker "
+                                             "as context), so each mode is defined on every item", False)
     eval_data: str | None = help_field("items for the end-of-run check (JSONL or directory: its val.jsonl)", None)
     eval_limit: int = help_field("how many eval items to generate for the end-of-run check (0 = none)", 400)
     limit: int | None = help_field("use only the first N training items", None)

@@ -13,6 +13,14 @@ verifies), except `persona_prompted`, which is the naive pipeline that does not 
   as a forced marker is): the reasoning learns to follow the marker, while the mode choice is
   taught only the item's preferred mode instead of a preferred/other mixture (with both markers
   trained, p(preferred mode) is pulled toward 1 / (1 + share) on every item).
+  ``cross_mode_unverified=True`` adds the other mode's trace even where it misses the gold (the
+  personalized mode following a misaligned persona, the persona-blind general mode on a
+  personalized question), always with its marker as context. Then every mode is defined on every
+  kind of item, so the input alone never tells which reasoning follows: only the marker does.
+  Left undefined, a mode's behaviour there is whatever generalisation gives, and two runs of the
+  same recipe can end with modes apart or with one model twice. A wrong trace never teaches the
+  mode choice (its marker is not in the loss), so a model that picks its own mode still answers
+  with what verified.
 - ``general_only``: the general trace of every item it solves (one mode, persona in the prompt).
 - ``personalized_only``: the personalized trace of every item it solves (helpful, irrelevant, none,
   personalized, some ambiguous; never misaligned, since following that persona is wrong).
@@ -58,7 +66,7 @@ ALL_MIXES = (*MIXES, "pretrain")
 def build_examples(items: Iterable[Item], mix: str, tokenizer, modes: modes_lib.ModeSet = modes_lib.DEFAULT_MODES,
                    persona_template: str = modes_lib.PAPER_PERSONA_TEMPLATE, cross_mode_share: float = 0.0,
                    seed: int = 0, chat_template_kwargs: dict | None = None,
-                   cross_mode_trains_marker: bool = True) -> list[Example]:
+                   cross_mode_trains_marker: bool = True, cross_mode_unverified: bool = False) -> list[Example]:
     """Items -> prompt/completion text pairs (prompt rendered with the model's template and
     ``chat_template_kwargs``); `personadual.tokenization.example_ids` turns each into training ids."""
     if mix not in ALL_MIXES:
@@ -87,13 +95,13 @@ def build_examples(items: Iterable[Item], mix: str, tokenizer, modes: modes_lib.
             continue
         chosen = [mode]
         if mix == "dual" and cross_mode_share > 0 and random.Random(f"{seed}-{it.id}").random() < cross_mode_share:
-            chosen += [m for m in it.traces if m != mode and it.trace_correct(m)]
+            chosen += [m for m in it.traces if m != mode and (cross_mode_unverified or it.trace_correct(m))]
         prompt = modes_lib.render_prompt(tokenizer, it.question, it.persona, chat_template_kwargs,
                                          persona_template=persona_template)
         for m in chosen:
             tr = it.traces[m]
             ex = {"prompt": prompt, "completion": modes_lib.format_response(m, tr.reasoning, tr.answer, modes) + eos}
-            if m != mode and not cross_mode_trains_marker:
+            if m != mode and not (cross_mode_trains_marker and it.trace_correct(m)):
                 ex["marker_in_loss"] = False  # the marker is given, as a forced one is: only the reasoning is taught
             out.append(ex)
     return out

@@ -43,6 +43,7 @@ class BenchConfig:
     eval_bases: dict = field(default_factory=lambda: {"val": 25, "test": 50})  # per family, paired
     personalized: dict = field(default_factory=lambda: {"train": 1500, "val": 100, "test": 200})
     rl_personalized: int = 0  # personalized items in the rl split
+    rl_condition_weights: dict | None = None  # the rl split's persona conditions (None: train's weights)
     train_condition_weights: dict = field(
         default_factory=lambda: {"none": 0.25, "irrelevant": 0.2, "misaligned": 0.25, "helpful": 0.25, "ambiguous": 0.05}
     )
@@ -56,8 +57,10 @@ class BenchConfig:
             lo, hi = self.difficulty.get(fam, (None, None))
             if lo is None or not 1 <= lo <= hi:
                 raise ValueError(f"difficulty.{fam}: need [lo, hi] with 1 <= lo <= hi, got {self.difficulty.get(fam)}")
-        if abs(sum(self.train_condition_weights.values()) - 1) > 1e-6:
-            raise ValueError("train_condition_weights must sum to 1")
+        for name in ("train_condition_weights", "rl_condition_weights"):
+            weights = getattr(self, name)
+            if weights is not None and abs(sum(weights.values()) - 1) > 1e-6:
+                raise ValueError(f"{name} must sum to 1")
 
 
 def preferred_mode(condition: str) -> str:
@@ -91,7 +94,8 @@ def build(cfg: BenchConfig) -> dict[str, list[Item]]:
             for i in range(n):
                 base = FAMILIES[fam](rng, rng.randint(lo, hi), pool["names"])
                 if split in ("train", "rl"):
-                    conds = rng.choices(list(cfg.train_condition_weights), list(cfg.train_condition_weights.values()))
+                    weights = cfg.rl_condition_weights if split == "rl" and cfg.rl_condition_weights else cfg.train_condition_weights
+                    conds = rng.choices(list(weights), list(weights.values()))
                 else:
                     conds = list(PAIRED_CONDITIONS) + (["ambiguous"] if i % cfg.ambiguous_every == 0 else [])
                 items += [_objective_item(split, fam, i, c, base, rng, pool) for c in conds]
