@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,16 +108,28 @@ class Stages:
 
     def check_stage(self) -> bool:
         """The dual SFT model's forced modes on val, before RL starts from it (`stage_checks`)."""
-        return self._eval_val(["sft_dual"])
+        return self._evaluate([self._eval_job("sft_dual", self.models()["sft_dual"], "val")], "val checks")
 
-    def _eval_val(self, names: list[str]) -> bool:
-        models = self.models()
-        jobs = {f"eval_val_{n}": _cli("eval", "--model", str(models[n]), "--data", str(self.data / "val.jsonl"),
-                                      "--out", str(self.out / "eval_val" / n), "--name", n, "--threads", "1",
-                                      *self._extra("eval"))
-                for n in names if not (self.out / "eval_val" / n / "metrics.json").exists()}
-        run_jobs(jobs, self.logs, self.p.jobs, "val checks")
-        return bool(jobs)
+    def _eval_job(self, name: str, model: Path, split: str, **kwargs) -> dict:
+        from .eval_worker import flag_kwargs
+
+        out = self.out / ("eval" if split == "test" else f"eval_{split}") / name
+        return {"model_dir": str(model), "data": str(self.data / f"{split}.jsonl"), "out_dir": str(out), "name": name,
+                **kwargs, **flag_kwargs(self._extra("eval"))}
+
+    def _evaluate(self, jobs: list[dict], desc: str) -> bool:
+        """Run the unfinished evaluations in ``jobs`` on the parallel workers (`eval_worker`)."""
+        from .eval_worker import split_jobs
+
+        todo = [j for j in jobs if not (Path(j["out_dir"]) / "metrics.json").exists()]
+        commands = {}
+        for k, chunk in enumerate(split_jobs(todo, self.p.jobs)):
+            path = self.logs / f"{desc.replace(' ', '_')}_{k}.json"
+            self.logs.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(path, json.dumps(chunk, indent=2) + "\n")
+            commands[path.stem] = [sys.executable, "-m", "personadual.experiments.eval_worker", str(path)]
+        run_jobs(commands, self.logs, self.p.jobs, desc)
+        return bool(todo)
 
     def stage_checks(self) -> dict[str, dict]:
         """model -> its forced modes' separation on val and whether it is degenerate (modes that (almost)
@@ -143,18 +156,13 @@ class Stages:
         return ms
 
     def eval_stage(self) -> bool:
-        jobs = {}
-        no_persona = ["--drop-persona", "--no-forced"]  # no mode choice to score once personas are gone
-        targets = {BASE_PLAIN: (self.out / "base" / "model", ["--protocol", "plain"]),
-                   **{k: (v, []) for k, v in self.models().items()}, UPPER_BOUND: (self.out / "rl_dual" / "model", no_persona)}
-        for name, (model, flags) in targets.items():
-            out = self.out / "eval" / name
-            if not (out / "metrics.json").exists():
-                jobs[f"eval_{name}"] = _cli("eval", "--model", str(model), "--data", str(self.data / "test.jsonl"),
-                                            "--out", str(out), "--name", name, "--threads", "1", *flags,
-                                            *self._extra("eval"))
-        run_jobs(jobs, self.logs, self.p.jobs, "evaluation")
-        return self._eval_val([n for n in CHECKED if n != "sft_dual"]) or bool(jobs)
+        models = self.models()
+        jobs = [self._eval_job(BASE_PLAIN, self.out / "base" / "model", "test", protocol="plain"),
+                *(self._eval_job(k, v, "test") for k, v in models.items()),
+                # no mode choice to score once personas are gone: the upper bound runs auto mode only
+                self._eval_job(UPPER_BOUND, models["rl_dual"], "test", drop_persona=True, forced=False),
+                *(self._eval_job(n, models[n], "val") for n in CHECKED if n != "sft_dual")]
+        return self._evaluate(jobs, "evaluation")
 
     def report_stage(self, upstream_changed: bool = True) -> bool:
         from ..eval.report import compare_runs, load_run
