@@ -8,7 +8,8 @@ import pytest
 from personadual.experiments.demo import run_demo
 
 TOY = {
-    "data": ["train_bases=30", "eval_bases={val: 2, test: 3}", "personalized={train: 30, val: 4, test: 6}"],
+    "data": ["train_bases=30", "eval_bases={val: 2, test: 3}", "personalized={train: 30, val: 4, test: 6}", "rl_bases=5",
+             "rl_personalized=5"],
     "tiny": ["hidden_size=32", "num_layers=1", "num_heads=2", "num_kv_heads=1", "intermediate_size=64", "vocab_size=500"],
     "base": ["max_steps=4", "per_device_train_batch_size=8", "save_steps=1000"],
     "sft": ["max_steps=4", "per_device_train_batch_size=8", "save_steps=1000"],
