@@ -17,6 +17,7 @@ import torch
 from .. import modes as modes_lib
 from ..modes import AUTO, ModeSet, marker_distribution
 from ..tokenization import end_of_sequence_ids, resolve_chat_template_kwargs
+from .prefix import Branch, branch_logprobs
 from .scoring import Progress, Scorer
 from .types import EngineBase, Generation, GenerationConfig, check_mode_rows, opening, pick_protocol, until_end
 
@@ -107,6 +108,12 @@ class Engine(EngineBase):
                             batch_size: int = 32, progress: Progress = None) -> list[list[float]]:
         """log p(token | context) of each candidate token right after its context: one pass per context."""
         return self.scorer.next_token_logprobs(contexts_ids, candidate_ids, batch_size, progress)
+
+    def branch_logprobs(self, prefixes: Sequence[list[int]], branches: Sequence[Branch], batch_size: int = 32,
+                        progress: Progress = None) -> list[list[list[float]]]:
+        """Log-probs read after several continuations (branches) of each prefix, each prefix run once
+        (`prefix.branch_logprobs`: the choice protocol's options and forced modes)."""
+        return branch_logprobs(self.scorer, prefixes, branches, batch_size, progress)
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], mode: str | Sequence[str] = AUTO,
