@@ -31,6 +31,7 @@ class Engine(EngineBase):
     modes: ModeSet | None = field(default_factory=lambda: modes_lib.DEFAULT_MODES)  # None: plain protocol
     chat_template_kwargs: dict = field(default_factory=dict)  # how prompts are rendered (saved with the model)
     _scorer: Scorer | None = field(default=None, init=False, repr=False)
+    _stops: dict = field(default_factory=dict, init=False, repr=False)  # stop strings -> their criteria, built once
 
     def __post_init__(self):
         self.marker_ids = [] if self.modes is None else modes_lib.marker_token_ids(self.tokenizer, self.modes)
@@ -115,6 +116,18 @@ class Engine(EngineBase):
         (`prefix.branch_logprobs`: the choice protocol's options and forced modes)."""
         return branch_logprobs(self.scorer, prefixes, branches, batch_size, progress)
 
+    def stopping(self, stop: tuple[str, ...]):
+        """The stop-string criteria for ``stop``, built once per engine. transformers builds them from the
+        whole vocabulary (49,152 entries for SmolLM2: its dict, sorted, hashed) whenever ``generate`` is given
+        ``stop_strings``, i.e. once per batch; the criteria themselves keep no state between calls."""
+        if not stop:
+            return None
+        if stop not in self._stops:
+            from transformers import StoppingCriteriaList, StopStringCriteria
+
+            self._stops[stop] = StoppingCriteriaList([StopStringCriteria(self.tokenizer, list(stop))])
+        return self._stops[stop]
+
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], mode: str | Sequence[str] = AUTO,
                  config: GenerationConfig | None = None, p_mode: Sequence[Sequence[float]] | None = None,
@@ -150,7 +163,7 @@ class Engine(EngineBase):
                 input_ids=ids_BT, attention_mask=mask_BT, max_new_tokens=cfg.max_new_tokens,
                 do_sample=cfg.temperature > 0, temperature=cfg.temperature if cfg.temperature > 0 else None,
                 top_p=cfg.top_p if cfg.temperature > 0 else None, top_k=None,
-                stop_strings=list(cfg.stop) or None, tokenizer=self.tokenizer,
+                stopping_criteria=self.stopping(tuple(cfg.stop)),
                 pad_token_id=self.pad_id, eos_token_id=self.end_ids,
             )
             new_BT = out_BT[:, ids_BT.shape[1] :]
