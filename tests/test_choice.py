@@ -130,6 +130,21 @@ def test_shared_prefix_branches_equal_a_naive_forward_per_row(tiny_dir, arch, ga
         branch_logprobs(scorer, [[]], [Branch(0, (), ((0, (1,)),))])
 
 
+def test_length_batches_cap_rows_and_padding():
+    from personadual.engine.scoring import length_batches
+
+    lengths = [1000, 160, 150, 150, 140, 140, 130, 120, 20]
+    order = list(range(len(lengths)))  # longest first
+    batches = length_batches(order, lengths, rows=4)
+    assert batches == [[0], [1, 2, 3, 4], [5, 6, 7], [8]]  # the long row alone; 20 would pad to 140: its own
+    for b in batches:
+        width, real = max(lengths[i] for i in b), sum(lengths[i] for i in b)
+        assert len(b) <= 4 and (len(b) == 1 or len(b) * width <= 1.25 * real)
+    assert sorted(i for b in batches for i in b) == order
+    assert length_batches(order[::-1], lengths, rows=3, weight=[1] * 8 + [3]) == [[8], [7, 6, 5], [4, 3, 2], [1], [0]]
+    assert length_batches([], [], rows=4) == []
+
+
 # --- the letter form
 
 

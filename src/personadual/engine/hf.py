@@ -18,7 +18,7 @@ from .. import modes as modes_lib
 from ..modes import AUTO, ModeSet, marker_distribution
 from ..tokenization import end_of_sequence_ids, resolve_chat_template_kwargs
 from .prefix import Branch, branch_logprobs
-from .scoring import Progress, Scorer
+from .scoring import Progress, Scorer, length_batches
 from .types import EngineBase, Generation, GenerationConfig, check_mode_rows, opening, pick_protocol, until_end
 
 
@@ -151,13 +151,13 @@ class Engine(EngineBase):
             p_mode = check_mode_rows(p_mode, len(prompts))
         opened = opening(modes_per, p_mode, self.modes, cfg.temperature, self.tokenizer)
         inputs = [p + x for p, x in zip(rows, opened.ids)]
-        # Sort by length so each batch pads little; results go back in the caller's order.
+        # Sorted by length and closed early where lengths spread, so each batch pads little (the prompt's
+        # prefill is most of the work at eval's answer lengths); results go back in the caller's order.
         order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
         texts: list[str] = [""] * len(inputs)
         counts: list[int] = [0] * len(inputs)
         end = set(self.end_ids) | {self.pad_id}
-        for start in range(0, len(order), cfg.batch_size):
-            idx = order[start : start + cfg.batch_size]
+        for idx in length_batches(order, [len(x) for x in inputs], cfg.batch_size):
             ids_BT, mask_BT = self._batch([inputs[i] for i in idx])
             out_BT = self.model.generate(
                 input_ids=ids_BT, attention_mask=mask_BT, max_new_tokens=cfg.max_new_tokens,

@@ -27,7 +27,7 @@ from typing import Sequence
 
 import torch
 
-from .scoring import Progress, right_padded
+from .scoring import Progress, length_batches, right_padded
 
 
 @dataclass(frozen=True)
@@ -69,18 +69,11 @@ def _check(prefixes: Sequence[list[int]], branches: Sequence[Branch]) -> None:
 
 
 def _batches(prefixes: Sequence[list[int]], by_prefix: list[list[int]], rows: int) -> list[list[int]]:
-    """Prefix indices, longest first, in groups of at most ``rows`` branch rows (and ``rows`` prefixes):
-    a batch holds prefixes of about one length, and the longest (the largest memory) come first."""
+    """Prefix indices, longest first (a batch of about one length; the largest memory first), in groups of at
+    most ``rows`` branch rows (so at most ``rows`` prefixes), closed early where lengths spread (`length_batches`)."""
     order = sorted((i for i in range(len(prefixes)) if by_prefix[i]), key=lambda i: -len(prefixes[i]))
-    out, cur, n = [], [], 0
-    for i in order:
-        k = len(by_prefix[i])
-        if cur and (n + k > rows or len(cur) >= rows):
-            out.append(cur)
-            cur, n = [], 0
-        cur.append(i)
-        n += k
-    return out + ([cur] if cur else [])
+    lengths = [len(p) for p in prefixes]
+    return length_batches(order, lengths, rows, weight=[len(b) for b in by_prefix])
 
 
 def _reads(logp_KV: torch.Tensor, keys: list[tuple[int, int]], branches: Sequence[Branch], out: list) -> None:
