@@ -120,6 +120,7 @@ def test_study_runs_every_stage_then_resumes(tmp_path, tiny_llama):
     assert set(summary["stage_seconds"]) == {"fetch", "data", "audit", "sft", "rl", "eval", "report"}
     for name in ("sft_persona_prompted", "sft_dual", "rl_dual"):
         assert (out / name / "model" / "COMPLETE").exists()
+        assert not list((out / name).glob("checkpoint-*"))  # a finished run's resume points are removed
     data = json.loads((out / "data" / "summary.json").read_text())
     assert data["shared_subjects"] == [] and data["mmlu_eval"]["questions"] == 4 and data["mmlu_train"]["items"] == 16
     assert data["mmlu_eval"]["subjects"] == 2 and data["sft_items"]["mmlu"] == 16
@@ -158,6 +159,13 @@ def test_study_runs_every_stage_then_resumes(tmp_path, tiny_llama):
     assert {p: p.stat().st_mtime for p in out.glob("*/model/model.safetensors")} == stamps
     assert {p: p.stat().st_mtime for p in out.glob("eval/*/metrics.json")} == metrics
     assert len(json.loads((out / "machine.json").read_text())["runs"]) == 2  # each invocation measures the machine
+
+    (out / "eval" / "rl_dual_mmlu" / "metrics.json").unlink()  # as a kill during that evaluation leaves it
+    resumed = run_study(plan())
+    assert {k for k in resumed["stage_seconds"] if resumed["stage_seconds"][k] != summary["stage_seconds"][k]} <= \
+        {"eval", "report"}
+    assert (out / "eval" / "rl_dual_mmlu" / "metrics.json").exists()
+    assert {p: p.stat().st_mtime for p in out.glob("*/model/model.safetensors")} == stamps  # nothing retrained
     with pytest.raises(ValueError, match="was started with"):
         run_study(plan(rl=["max_steps=2"]))  # other settings into the same folder: refused
 

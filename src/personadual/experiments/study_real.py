@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,7 +50,7 @@ _BENCH_FULL = ["bench.train_bases=100", "bench.rl_bases=25", "bench.eval_bases={
                "bench.personalized={train: 300, val: 20, test: 60}", "bench.rl_personalized=60"]
 BUDGETS: dict[str, dict[str, list[str]]] = {
     "full": {"data": [*_BENCH_FULL, "mmlu_eval_bases=120", "mmlu_plain_bases=40", "mmlu_train_items=700"],
-             "audit": ["--max-new-tokens", "48"], "eval": ["--max-new-tokens", "72"]},
+             "audit": ["--max-new-tokens", "48"], "eval": ["--max-new-tokens", "64"]},
     "smoke": {"data": ["bench.train_bases=4", "bench.rl_bases=2", "bench.eval_bases={val: 1, test: 1}",
                        "bench.personalized={train: 8, val: 2, test: 4}", "bench.rl_personalized=2",
                        "mmlu_eval_bases=4", "mmlu_plain_bases=2", "mmlu_train_items=16"],
@@ -157,6 +158,7 @@ class StudyStages:
                                       f"model={self.base}", f"data={self.data.sft}", f"output_dir={run}", "threads=1",
                                       "eval_limit=0", f"seed={self.p.seed}", *self._extra("sft"))
         run_jobs(jobs, self.logs, self.p.jobs, "SFT (dual, persona_prompted)")
+        prune_checkpoints(self.out / f"sft_{m}" for m in SFT_MIXES)
         return bool(jobs)
 
     def rl_stage(self) -> bool:
@@ -168,6 +170,7 @@ class StudyStages:
                    f"model={self.out / 'sft_dual' / 'model'}", f"data={self.data.pb}", "prompt_split=rl",
                    f"output_dir={run}", f"threads={threads}", "eval_limit=0", f"seed={self.p.seed}", *self._extra("rl"))
         run_jobs({"rl_dual": cmd}, self.logs, 1, "DualGRPO", threads=threads)
+        prune_checkpoints([run])
         return True
 
     def eval_stage(self) -> bool:
@@ -186,6 +189,16 @@ class StudyStages:
 
         write_study_report(self, machine)
         return True
+
+
+def prune_checkpoints(runs) -> None:
+    """Remove the checkpoints of runs whose final model is complete. They exist to resume a killed run; a
+    finished one is never resumed, and a full fine-tune's checkpoint (the weights and Adam's two moments) is
+    1.6 GB for SmolLM2: three of them would be most of a study's disk."""
+    for run in runs:
+        if is_complete(run / "model"):
+            for ckpt in run.glob("checkpoint-*"):
+                shutil.rmtree(ckpt, ignore_errors=True)
 
 
 def bind_run(plan: StudyPlan) -> None:
