@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo demo-full test venv bench rl-compare clean
+.PHONY: demo demo-full test venv bench rl-compare study-real clean
 
 $(STAMP): pyproject.toml requirements-cpu.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -31,8 +31,12 @@ SEEDS ?= 0
 rl-compare: $(STAMP)  # after `make demo`: SFT start vs the three RL estimators on val and test (SEEDS=0,1,2: more RL seeds)
 	$(BIN)/personadual rl-compare --out $(RUN) --seeds $(SEEDS)
 
+BUDGET ?= full
+study-real: $(STAMP)  # PersonaDual on SmolLM2-135M-Instruct + MMLU (about 90 minutes on 2 cores; BUDGET=smoke: minutes)
+	$(BIN)/personadual study real --out runs/study-real$(if $(filter smoke,$(BUDGET)),-smoke) --budget $(BUDGET)
+
 bench: $(STAMP)
 	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf runs/demo runs/demo-full
+	rm -rf runs/demo runs/demo-full runs/study-real runs/study-real-smoke

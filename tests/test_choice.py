@@ -94,6 +94,57 @@ def test_a_model_that_changes_its_logits_after_the_head_is_scored_by_its_own_for
     assert eng.score_continuations([x for x, _ in ROWS], [c for _, c in ROWS], batch_size=2) == pytest.approx(want, abs=1e-4)
 
 
+def _tiny_llama():
+    """A random 2-layer Llama (SmolLM2's architecture: grouped KV heads, tied table), built from a config."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, tie_word_embeddings=True, max_position_embeddings=128)
+    return LlamaForCausalLM(cfg).eval()
+
+
+@pytest.mark.parametrize("arch", ["qwen3", "llama"])
+@pytest.mark.parametrize("gathered", [True, False])
+def test_shared_prefix_branches_equal_a_naive_forward_per_row(tiny_dir, arch, gathered):
+    """Each prefix runs once and its branches read from its cache: the log-probs must be the full row's."""
+    from personadual.engine.prefix import Branch, branch_logprobs
+
+    model = plain_engine(tiny_dir).model if arch == "qwen3" else _tiny_llama()
+    scorer = Scorer(model, pad_id=0, gathered=gathered)
+    prefixes = [[5, 6, 7, 8, 9, 10, 11], [12, 13], [14, 15, 16, 17], [18]]
+    branches = [Branch(0, (20, 21, 22), ((0, (1, 2)), (1, (21,)), (3, (3, 4, 5)))),
+                Branch(0, (23,), ((1, (6,)),)),
+                Branch(1, (), ((0, (7, 8)),)),  # read at the prefix's end only: no branch pass
+                Branch(2, (24, 25, 26, 27), ((2, (26,)), (4, (9,)))),
+                Branch(3, (28, 29), ((0, (10,)), (2, (11, 12)))),
+                Branch(1, (30,), ((1, (13,)), (0, (14,))))]
+    got = branch_logprobs(scorer, prefixes, branches, batch_size=3)  # several batches, prefixes of mixed lengths
+    for b, reads in zip(branches, got):
+        lp = naive_logprobs(model, prefixes[b.prefix] + list(b.ids))
+        for (pos, cands), values in zip(b.reads, reads):
+            assert values == pytest.approx(lp[len(prefixes[b.prefix]) - 1 + pos, list(cands)].tolist(), abs=1e-4)
+    with pytest.raises(ValueError, match="outside its branch"):
+        branch_logprobs(scorer, prefixes, [Branch(0, (1,), ((2, (3,)),))])
+    with pytest.raises(ValueError, match="at least one token"):
+        branch_logprobs(scorer, [[]], [Branch(0, (), ((0, (1,)),))])
+
+
+def test_length_batches_cap_rows_and_padding():
+    from personadual.engine.scoring import length_batches
+
+    lengths = [1000, 160, 150, 150, 140, 140, 130, 120, 20]
+    order = list(range(len(lengths)))  # longest first
+    batches = length_batches(order, lengths, rows=4)
+    assert batches == [[0], [1, 2, 3, 4], [5, 6, 7], [8]]  # the long row alone; 20 would pad to 140: its own
+    for b in batches:
+        width, real = max(lengths[i] for i in b), sum(lengths[i] for i in b)
+        assert len(b) <= 4 and (len(b) == 1 or len(b) * width <= 1.25 * real)
+    assert sorted(i for b in batches for i in b) == order
+    assert length_batches(order[::-1], lengths, rows=3, weight=[1] * 8 + [3]) == [[8], [7, 6, 5], [4, 3, 2], [1], [0]]
+    assert length_batches([], [], rows=4) == []
+
+
 # --- the letter form
 
 

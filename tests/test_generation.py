@@ -70,6 +70,26 @@ def test_stops_at_end_of_answer_block(engine, prompts):
         assert g.text.rstrip().endswith(modes.ANSWER_CLOSE)  # nothing generated after the stop string
 
 
+def test_stop_strings_are_built_once_and_stop_where_transformers_own_path_stops(engine, prompts):
+    """The engine builds each set of stop strings into criteria once (transformers would rebuild them from the
+    whole vocabulary on every generate call); the texts are the ones transformers' own stop_strings give."""
+    free = engine.generate(prompts[:4], "general", GenerationConfig(max_new_tokens=24, stop=()))
+    stop = (free[0].text.split("\n", 1)[1][2:5],)  # a piece of the first reasoning line: it stops early
+    crit = engine.stopping(stop)
+    assert engine.stopping(stop) is crit and engine.stopping(()) is None
+    ours = engine.generate(prompts[:4], "general", GenerationConfig(max_new_tokens=24, stop=stop))
+    ids, mask = engine._batch(engine.input_ids(prompts[:4], "general"))
+    theirs = engine.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=24, do_sample=False, top_k=None,
+                                   stop_strings=list(stop), tokenizer=engine.tokenizer, pad_token_id=engine.pad_id,
+                                   eos_token_id=engine.end_ids)[:, ids.shape[1]:]
+    end = set(engine.end_ids) | {engine.pad_id}
+    for g, row, f in zip(ours, theirs.tolist(), free):
+        want = engine.tokenizer.decode([t for t in row if t not in end], skip_special_tokens=False)
+        assert g.text == engine.modes.get("general").marker + "\n" + want
+        if stop[0] in f.text:
+            assert len(g.text) < len(f.text) and stop[0] in g.text  # the token that completes it may hold more
+
+
 def test_sampling_is_seeded(engine, prompts):
     cfg = GenerationConfig(max_new_tokens=16, temperature=1.0, seed=123)
     assert [g.text for g in engine.generate(prompts, "auto", cfg)] == [g.text for g in engine.generate(prompts, "auto", cfg)]

@@ -17,8 +17,10 @@ app = typer.Typer(help="PersonaDual: one model, two reasoning modes (objective /
 data_app = typer.Typer(help="Build, check and convert data.", no_args_is_help=True)
 model_app = typer.Typer(help="Models: tiny local ones, real architectures on a real tokenizer, real ones from GGUF files.",
                         no_args_is_help=True)
+study_app = typer.Typer(help="Studies that run the whole method on real models and data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(model_app, name="model")
+app.add_typer(study_app, name="study")
 
 from .cli_args import TEMPLATE_KWARGS_HELP, parse_template_kwargs  # noqa: E402
 from .serve.commands import open_engine  # noqa: E402
@@ -208,6 +210,7 @@ from .data.get import data_get_command  # noqa: E402
 from .data.teach.commands import personas_command, teach_command  # noqa: E402
 from .eval.commands import eval_command, report_command  # noqa: E402
 from .experiments.commands import demo_command, demo_grid_command, rl_compare_command  # noqa: E402
+from .experiments.study_commands import study_real_command  # noqa: E402
 from .models.commands import model_get_command, model_import_command  # noqa: E402
 from .serve.commands import chat_command, serve_command  # noqa: E402
 
@@ -217,7 +220,8 @@ for _group, _name, _fn in ((app, "demo", demo_command), (app, "demo-grid", demo_
                            (app, "chat", chat_command), (data_app, "teach", teach_command),
                            (data_app, "personas", personas_command), (data_app, "conditions", conditions_command),
                            (data_app, "get", data_get_command), (model_app, "import", model_import_command),
-                           (model_app, "get", model_get_command)):
+                           (model_app, "get", model_get_command),
+                           (study_app, "real", study_real_command)):
     _group.command(_name)(_fn)
 
 

@@ -33,3 +33,15 @@ def parse_template_kwargs(raw: Optional[str], option: str = "--chat-template-kwa
         raise typer.BadParameter(f"expected a JSON object such as '{{\"enable_thinking\": false}}', got {raw!r}",
                                  param_hint=option)
     return value
+
+
+def stage_settings(items: list[str], stages: tuple[str, ...], flag_stages: tuple[str, ...] = ()) -> dict[str, list[str]]:
+    """``STAGE:key=value`` flags (a study's ``--set``) -> stage -> settings lists. A stage of ``flag_stages``
+    runs `personadual eval`, so its settings become CLI flag pairs (``eval:--max-new-tokens=24``)."""
+    out: dict[str, list[str]] = {}
+    for item in items:
+        stage, sep, setting = item.partition(":")
+        if not sep or stage not in stages or "=" not in setting:
+            fail(f"--set {item!r}: expected STAGE:key=value with STAGE one of {', '.join(stages)}")
+        out.setdefault(stage, []).extend(setting.split("=", 1) if stage in flag_stages else [setting])
+    return out

@@ -17,7 +17,8 @@ import torch
 from .. import modes as modes_lib
 from ..modes import AUTO, ModeSet, marker_distribution
 from ..tokenization import end_of_sequence_ids, resolve_chat_template_kwargs
-from .scoring import Progress, Scorer
+from .prefix import Branch, branch_logprobs
+from .scoring import Progress, Scorer, length_batches
 from .types import EngineBase, Generation, GenerationConfig, check_mode_rows, opening, pick_protocol, until_end
 
 
@@ -30,6 +31,7 @@ class Engine(EngineBase):
     modes: ModeSet | None = field(default_factory=lambda: modes_lib.DEFAULT_MODES)  # None: plain protocol
     chat_template_kwargs: dict = field(default_factory=dict)  # how prompts are rendered (saved with the model)
     _scorer: Scorer | None = field(default=None, init=False, repr=False)
+    _stops: dict = field(default_factory=dict, init=False, repr=False)  # stop strings -> their criteria, built once
 
     def __post_init__(self):
         self.marker_ids = [] if self.modes is None else modes_lib.marker_token_ids(self.tokenizer, self.modes)
@@ -108,6 +110,24 @@ class Engine(EngineBase):
         """log p(token | context) of each candidate token right after its context: one pass per context."""
         return self.scorer.next_token_logprobs(contexts_ids, candidate_ids, batch_size, progress)
 
+    def branch_logprobs(self, prefixes: Sequence[list[int]], branches: Sequence[Branch], batch_size: int = 32,
+                        progress: Progress = None) -> list[list[list[float]]]:
+        """Log-probs read after several continuations (branches) of each prefix, each prefix run once
+        (`prefix.branch_logprobs`: the choice protocol's options and forced modes)."""
+        return branch_logprobs(self.scorer, prefixes, branches, batch_size, progress)
+
+    def stopping(self, stop: tuple[str, ...]):
+        """The stop-string criteria for ``stop``, built once per engine. transformers builds them from the
+        whole vocabulary (49,152 entries for SmolLM2: its dict, sorted, hashed) whenever ``generate`` is given
+        ``stop_strings``, i.e. once per batch; the criteria themselves keep no state between calls."""
+        if not stop:
+            return None
+        if stop not in self._stops:
+            from transformers import StoppingCriteriaList, StopStringCriteria
+
+            self._stops[stop] = StoppingCriteriaList([StopStringCriteria(self.tokenizer, list(stop))])
+        return self._stops[stop]
+
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], mode: str | Sequence[str] = AUTO,
                  config: GenerationConfig | None = None, p_mode: Sequence[Sequence[float]] | None = None,
@@ -131,19 +151,19 @@ class Engine(EngineBase):
             p_mode = check_mode_rows(p_mode, len(prompts))
         opened = opening(modes_per, p_mode, self.modes, cfg.temperature, self.tokenizer)
         inputs = [p + x for p, x in zip(rows, opened.ids)]
-        # Sort by length so each batch pads little; results go back in the caller's order.
+        # Sorted by length and closed early where lengths spread, so each batch pads little (the prompt's
+        # prefill is most of the work at eval's answer lengths); results go back in the caller's order.
         order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]))
         texts: list[str] = [""] * len(inputs)
         counts: list[int] = [0] * len(inputs)
         end = set(self.end_ids) | {self.pad_id}
-        for start in range(0, len(order), cfg.batch_size):
-            idx = order[start : start + cfg.batch_size]
+        for idx in length_batches(order, [len(x) for x in inputs], cfg.batch_size):
             ids_BT, mask_BT = self._batch([inputs[i] for i in idx])
             out_BT = self.model.generate(
                 input_ids=ids_BT, attention_mask=mask_BT, max_new_tokens=cfg.max_new_tokens,
                 do_sample=cfg.temperature > 0, temperature=cfg.temperature if cfg.temperature > 0 else None,
                 top_p=cfg.top_p if cfg.temperature > 0 else None, top_k=None,
-                stop_strings=list(cfg.stop) or None, tokenizer=self.tokenizer,
+                stopping_criteria=self.stopping(tuple(cfg.stop)),
                 pad_token_id=self.pad_id, eos_token_id=self.end_ids,
             )
             new_BT = out_BT[:, ids_BT.shape[1] :]

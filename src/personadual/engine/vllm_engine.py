@@ -103,6 +103,9 @@ class VLLMEngine(EngineBase):
     def next_token_logprobs(self, *args, **kwargs):
         raise ValueError(NO_SCORING)
 
+    def branch_logprobs(self, *args, **kwargs):
+        raise ValueError(NO_SCORING)
+
 
 NO_SCORING = ("the vLLM engine does not score option log-likelihoods (the choice protocol): "
               "use the HF engine (--backend hf)")

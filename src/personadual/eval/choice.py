@@ -37,6 +37,7 @@ from .. import modes as modes_lib
 from ..data.options import option_texts
 from ..data.schema import Item
 from ..engine import choose_modes
+from ..engine.prefix import Branch
 from ..modes import AUTO, ModeSet
 from ..tokenization import completion_ids
 from ..scoring.mode_choice import with_auto_run
@@ -98,27 +99,59 @@ def softmax(scores: dict[str, float]) -> dict[str, float]:
     return {k: v / z for k, v in w.items()}
 
 
-def option_scores(engine, items: Sequence[Item], prompt_rows: Sequence[list[int]], forms: Sequence[str],
-                  leads: Sequence[str], batch_size: int = 32, progress=None) -> list[dict[str, float]]:
-    """Per item, option letter -> score: log p(letter) after the item's ``lead`` (letter form), or
-    log p(" " + text | ``TEXT_PREFIX``) / len(text) (text form). One batched call per form."""
+def _text_branches(tok, item: Item, prefix: int) -> list[tuple[str, Branch, int]]:
+    """(letter, branch, characters) per option: the option's text after ``TEXT_PREFIX``, every token read."""
+    out = []
+    for k, t in option_texts(item).items():
+        cont = following_ids(tok, TEXT_PREFIX, " " + t)
+        out.append((k, Branch(prefix, tuple(cont), tuple((p, (c,)) for p, c in enumerate(cont))), len(t)))
+    return out
+
+
+def plain_scores(engine, items: Sequence[Item], prompt_rows: Sequence[list[int]], forms: Sequence[str],
+                 batch_size: int = 32, progress=None) -> list[dict[str, float]]:
+    """Per item, option letter -> score for a plain model: log p(letter) after ``LETTER_PREFIX`` (letter
+    form), or log p(" " + text | ``TEXT_PREFIX``) / len(text) (text form). Each prompt runs once, its
+    options branching from it (`engine.prefix`)."""
     tok, cache = engine.tokenizer, {}
+    heads = {f: completion_ids(tok, LETTER_PREFIX if f == "letter" else TEXT_PREFIX) for f in set(forms)}
+    prefixes = [list(r) + heads[f] for r, f in zip(prompt_rows, forms)]
+    branches, where = [], []  # where: (item, letter or None for all letters, characters)
+    for i, (it, f) in enumerate(zip(items, forms)):
+        if f == "letter":
+            branches.append(Branch(i, (), ((0, tuple(letter_token_ids(tok, LETTER_PREFIX, it.options, cache))),)))
+            where.append((i, None, 1))
+        else:
+            for k, b, n in _text_branches(tok, it, i):
+                branches.append(b)
+                where.append((i, k, n))
     scores: list[dict[str, float]] = [{} for _ in items]
-    letter = [i for i, f in enumerate(forms) if f == "letter"]
-    if letter:
-        lead_ids = {lead: completion_ids(tok, lead) for lead in {leads[i] for i in letter}}  # a few distinct leads
-        contexts = [list(prompt_rows[i]) + lead_ids[leads[i]] for i in letter]
-        candidates = [letter_token_ids(tok, leads[i], items[i].options, cache) for i in letter]
-        for i, logp in zip(letter, engine.next_token_logprobs(contexts, candidates, batch_size, progress)):
-            scores[i] = dict(zip(items[i].options, logp))
-    pairs = [(i, k, t) for i, f in enumerate(forms) if f == "text" for k, t in option_texts(items[i]).items()]
-    if pairs:
-        head = completion_ids(tok, TEXT_PREFIX)
-        contexts = [list(prompt_rows[i]) + head for i, _, _ in pairs]
-        continuations = [following_ids(tok, TEXT_PREFIX, " " + t) for _, _, t in pairs]
-        for (i, k, t), logp in zip(pairs, engine.score_continuations(contexts, continuations, batch_size, progress)):
-            scores[i][k] = logp / len(t)
+    for (i, k, n), reads in zip(where, engine.branch_logprobs(prefixes, branches, batch_size, progress)):
+        if k is None:
+            scores[i] = dict(zip(items[i].options, reads[0]))
+        else:
+            scores[i][k] = sum(r[0] for r in reads) / n
     return [{k: s[k] for k in it.options} for it, s in zip(items, scores)]  # in the item's option order
+
+
+def mode_scores(engine, items: Sequence[Item], prompt_rows: Sequence[list[int]], scored: Sequence[str],
+                batch_size: int = 32, progress=None):
+    """For a mode model, from one pass over each prompt: p(mode | x) (N, modes), the marker mass (N,), and
+    mode -> per item, letter -> log p(letter) in the answer block after that mode's forced marker."""
+    import torch
+
+    tok, cache, modes = engine.tokenizer, {}, engine.modes
+    leads = {m: (mode_lead(m, modes), tuple(completion_ids(tok, mode_lead(m, modes)))) for m in scored}
+    markers = (0, tuple(engine.marker_ids))
+    branches = [Branch(i, leads[m][1], ((len(leads[m][1]), tuple(letter_token_ids(tok, leads[m][0], it.options, cache))),)
+                       + ((markers,) if k == 0 else ()))
+                for i, it in enumerate(items) for k, m in enumerate(scored)]
+    reads = engine.branch_logprobs(prompt_rows, branches, batch_size, progress)
+    by_mode = {m: [dict(zip(it.options, reads[i * len(scored) + k][0])) for i, it in enumerate(items)]
+               for k, m in enumerate(scored)}
+    logp_NM = torch.tensor([reads[i * len(scored)][1] for i in range(len(items))], dtype=torch.float32).reshape(
+        len(items), len(engine.marker_ids))
+    return torch.softmax(logp_NM, dim=-1), logp_NM.exp().sum(-1), by_mode
 
 
 def prediction(item: Item, scores: dict[str, float], form: str, requested: str, mode: str | None,
@@ -147,20 +180,21 @@ def choice_runs(engine, items: Sequence[Item], form: str = "text", mode: str = A
     if plain:
         if mode != AUTO:
             raise ValueError(f"cannot force mode {mode!r}: this model has no mode markers (plain protocol)")
-        scores = option_scores(engine, items, rows, forms, [LETTER_PREFIX] * len(items), batch_size, progress)
+        scores = plain_scores(engine, items, rows, forms, batch_size, progress)
         runs = {AUTO: [prediction(it, s, f, AUTO, None, {}, None) for it, s, f in zip(items, scores, forms)]}
     else:
         names = engine.modes.names
-        p_NM, mass_N = engine.mode_stats(prompts, batch_size, ids=rows)
-
-        def run(chosen: list[str], requested: str) -> list[Prediction]:
-            leads = [mode_lead(m, engine.modes) for m in chosen]
-            scores = option_scores(engine, items, rows, forms, leads, batch_size, progress)
-            return [prediction(it, s, "letter", requested, m, dict(zip(names, p_NM[i].tolist())), float(mass_N[i]))
-                    for i, (it, s, m) in enumerate(zip(items, scores, chosen))]
-
         if mode != AUTO:
             engine.modes.get(mode)  # a clear KeyError for an unknown mode
+        # auto scores every mode: the one it picks is known only once p(mode | x) is, from the same pass
+        p_NM, mass_N, by_mode = mode_scores(engine, items, rows, names if mode == AUTO else [mode], batch_size,
+                                            progress)
+
+        def run(chosen: list[str], requested: str) -> list[Prediction]:
+            return [prediction(it, by_mode[m][i], "letter", requested, m, dict(zip(names, p_NM[i].tolist())),
+                               float(mass_N[i])) for i, (it, m) in enumerate(zip(items, chosen))]
+
+        if mode != AUTO:
             runs = {AUTO: run([mode] * len(items), mode)}
         elif forced:
             runs = with_auto_run({m: run([m] * len(items), m) for m in names}, names)

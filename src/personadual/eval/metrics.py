@@ -124,6 +124,18 @@ def persona_pull(preds: Sequence[Prediction], n_boot: int = 1000, seed: int = 0)
     return {c: bootstrap_ci(diffs[c], n_boot, seed) for c in PULL_CONDITIONS if diffs.get(c)}
 
 
+def paired_gap(preds: Sequence[Prediction], first: str, second: str, n_boot: int = 1000, seed: int = 0) -> dict | None:
+    """Accuracy under ``first`` minus under ``second`` on the same questions, with a paired bootstrap 95% CI:
+    interference is ``paired_gap(preds, "none", "misaligned")``, helpful gain ``(preds, "helpful", "none")``.
+    Pairing by base question cancels what the question alone decides (an easy gold), as `pull_differences` does."""
+    by: dict[str, dict[str, bool]] = defaultdict(dict)
+    for p in preds:
+        if p.base_id is not None and p.condition in (first, second):
+            by[p.base_id][p.condition] = p.correct
+    diffs = [float(c[first]) - float(c[second]) for c in by.values() if len(c) == 2]
+    return bootstrap_ci(diffs, n_boot, seed)
+
+
 def letter_distribution(preds: Sequence[Prediction]) -> dict:
     """The share of each option letter among the answers given, beside its share among the gold answers:
     a small model's first failure is often one letter for everything."""

@@ -50,7 +50,8 @@ def evaluate(model_dir: str, data: str, out_dir: str, mode: str = modes_lib.AUTO
         raise ValueError(f"cannot force mode {mode!r}: this model has no mode markers (plain protocol)")
     cfg = GenerationConfig(max_new_tokens=max_new_tokens, batch_size=batch_size)
     all_modes = forced and mode == modes_lib.AUTO and engine.modes is not None
-    n_runs = len(engine.mode_names) if all_modes else 1
+    # choice on a mode model scores every mode whenever auto is asked for (its pick needs p(mode | x) first)
+    n_runs = len(engine.mode_names) if all_modes or (choice and mode == modes_lib.AUTO) else 1
     per_run = rows_to_score(items, choice_form, engine.modes is None) if choice else len(items)
     about = {"model": str(model_dir), "data": str(data), "requested_mode": mode, "drop_persona": drop_persona,
              "chat_template_kwargs": engine.chat_template_kwargs, "name": name or Path(model_dir).parent.name}

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ..cli_args import fail as _fail
+from ..cli_args import fail as _fail, stage_settings
 
 
 
@@ -26,13 +26,7 @@ def parse_stage_settings(items: list[str]) -> dict[str, list[str]]:
     """``STAGE:key=value`` flags -> the demo's stage -> settings lists (eval's become CLI flag pairs)."""
     from .demo import STAGES
 
-    out: dict[str, list[str]] = {}
-    for item in items:
-        stage, sep, setting = item.partition(":")
-        if not sep or stage not in STAGES or "=" not in setting:
-            _fail(f"--set {item!r}: expected STAGE:key=value with STAGE one of {', '.join(STAGES)}")
-        out.setdefault(stage, []).extend(setting.split("=", 1) if stage == "eval" else [setting])
-    return out
+    return stage_settings(items, STAGES, ("eval",))
 
 
 def demo_command(out: Path = typer.Option(Path("runs/demo"), help="output directory"),

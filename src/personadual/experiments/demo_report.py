@@ -62,23 +62,29 @@ def stage_check_lines(checks: dict[str, dict]) -> list[str]:
     return out
 
 
-def paired_diffs(eval_dir: Path) -> dict[str, dict]:
+def paired_diffs(eval_dir: Path, rivals: tuple[str, ...] = RIVALS) -> dict[str, dict]:
     """rivals -> balanced accuracy of rl_dual minus theirs, with a paired bootstrap 95% CI."""
     ours = load_correct(eval_dir / "rl_dual")
-    return {r: paired_balanced_diff(ours, load_correct(eval_dir / r)) for r in RIVALS}
+    return {r: paired_balanced_diff(ours, load_correct(eval_dir / r)) for r in rivals}
 
 
 def _ci(d: dict | None, what: str = "difference") -> str:
     return "" if not d else f" (paired 95% CI of the {what} {100 * d['lo']:+.1f} to {100 * d['hi']:+.1f})"
 
 
-def claims(metrics: dict[str, dict], diffs: dict[str, dict] | None = None) -> list[tuple[bool, str]]:
-    """(holds?, sentence) for each claim the demo is meant to reproduce; ``diffs`` adds paired CIs."""
+NAIVE = ("sft_persona_prompted", "sft_personalized_only")  # the baselines that follow every persona
+
+
+def claims(metrics: dict[str, dict], diffs: dict[str, dict] | None = None, naive_models: tuple[str, ...] = NAIVE,
+           baselines: tuple[str, ...] = BASELINES) -> list[tuple[bool, str]]:
+    """(holds?, sentence) for each claim the demo is meant to reproduce; ``diffs`` adds paired CIs.
+    ``naive_models`` / ``baselines``: the models claims 1 and 4 compare with (a study that trains fewer
+    baselines passes the ones it has)."""
     diffs = diffs or {}
     acc = lambda n, c: metrics[n]["acc"][c]["mean"]  # noqa: E731
     pers = lambda n: (metrics[n].get("personalized_acc") or {"mean": 0.0})["mean"]  # noqa: E731
     out = []
-    naive = {n: metrics[n]["interference"]["misaligned"] for n in ("sft_persona_prompted", "sft_personalized_only")}
+    naive = {n: metrics[n]["interference"]["misaligned"] for n in naive_models}
     worst = max(naive, key=naive.get)
     out.append((naive[worst] >= 0.10, f"Interference is real for the naive baselines: {worst} loses "
                 f"{100 * naive[worst]:.1f} points under misaligned personas (goal >= 10)."))
@@ -87,7 +93,7 @@ def claims(metrics: dict[str, dict], diffs: dict[str, dict] | None = None) -> li
                 f"interference-free: {100 * acc(d, 'misaligned'):.1f}% misaligned vs {100 * acc(d, 'none'):.1f}% no persona (goal: within 2 points)."))
     out.append((acc(d, "helpful") >= acc(d, "none") + 0.03, f"It gains from helpful personas: "
                 f"{100 * acc(d, 'helpful'):.1f}% vs {100 * acc(d, 'none'):.1f}% (goal: +3 points)."))
-    best = max(BASELINES, key=pers)
+    best = max(baselines, key=pers)
     out.append((pers(d) >= pers(best) - 0.02, f"Its personalized accuracy {100 * pers(d):.1f}% is within 2 points "
                 f"of the best personalized baseline ({best}: {100 * pers(best):.1f}%) or above."))
     sft = {k: (metrics["sft_dual"].get(k) or 0.0, metrics[d].get(k) or 0.0) for k in ("hacc", "balanced_acc")}

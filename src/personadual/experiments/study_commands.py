@@ -1,0 +1,40 @@
+"""``personadual study real``: the Typer command function, wired up in `personadual.cli`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..cli_args import fail as _fail, stage_settings
+
+SET_HELP = ("a stage's setting, STAGE:key=value (repeatable; stages: data, audit, sft, rl, eval), e.g. "
+            "sft:max_steps=100, data:mmlu_eval_bases=60, data:bench.train_bases=50 or eval:--max-new-tokens=64 "
+            "(audit and eval take `personadual eval`'s flags)")
+
+
+def study_real_command(out: Path = typer.Option(Path("runs/study-real"), help="output directory"),
+                       budget: str = typer.Option("full", help="full (about 90 minutes on 2 cores: docs/real_models.md) "
+                                                  "or smoke (every stage in a few minutes, to check the wiring)"),
+                       model_dir: Optional[Path] = typer.Option(None, help="start from this model directory instead of "
+                                                                "fetching SmolLM2-135M-Instruct"),
+                       mmlu: Optional[Path] = typer.Option(None, help="MMLU items JSONL (any subjects; split by the "
+                                                           "fixed subject split) instead of `data get mmlu`"),
+                       recipes: Optional[Path] = typer.Option(None, help="recipe folder (default: recipes/smollm2-135m)"),
+                       jobs: int = typer.Option(2, help="parallel 1-thread jobs"),
+                       seed: int = typer.Option(0, help="seed of the data draws and training runs"),
+                       set_: list[str] = typer.Option([], "--set", help=SET_HELP)):
+    """PersonaDual on a real pretrained model and real questions: audit, SFT, DualGRPO, evaluation, report. Resumable."""
+    from .study_real import FLAG_STAGES, STAGES, StudyPlan, run_study
+
+    overrides = stage_settings(set_, STAGES, FLAG_STAGES)
+    if model_dir is not None and not model_dir.is_dir():
+        _fail(f"--model-dir {model_dir}: no such directory")
+    if mmlu is not None and not mmlu.is_file():
+        _fail(f"--mmlu {mmlu}: no such file")
+    try:
+        plan = StudyPlan(out, budget, model_dir, mmlu, overrides, recipes, jobs, seed)
+        run_study(plan)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
