@@ -1,6 +1,6 @@
 """`personadual rl-compare` / `make rl-compare`: the SFT start and the three RL estimators side by side.
 
-Issue 4's print, over RL seeds. It starts from a finished demo: its data, its `sft_dual` model and
+The estimators compared over RL seeds. It starts from a finished demo: its data, its `sft_dual` model and
 its three RL models (seed 0). Each extra seed trains the three estimators again from `sft_dual` with
 the seed-0 run's own resolved config (so equal steps and settings by construction; the seed changes
 the prompt order and the rollouts, nothing upstream). Every model is then evaluated on val and test.
