@@ -128,7 +128,7 @@ def test_demo_full_settings_layer_under_explicit_overrides():
     from personadual.experiments.demo import FULL_OVERRIDES, merge_overrides
 
     merged = merge_overrides(FULL_OVERRIDES, {"rl": ["max_steps=2"], "sft": ["max_steps=3"]})
-    assert merged["rl"][-1] == "max_steps=2" and "max_steps=100" in merged["rl"] and merged["sft"] == ["max_steps=3"]
+    assert merged["rl"][-1] == "max_steps=2" and "max_steps=300" in merged["rl"] and merged["sft"] == ["max_steps=3"]
     assert merge_overrides({}, {}) == {}
 
 
