@@ -41,6 +41,7 @@ def test_demo_runs_every_stage_then_resumes(tmp_path):
     for name, check in summary["stage_checks"].items():
         assert check["degenerate"] == (check["decisive_share"] < 0.02)
         assert (f"**{name} is DEGENERATE" in (out / "report.md").read_text()) == check["degenerate"]
+        assert (f"**{name} MISREADS" in (out / "report.md").read_text()) == check["misreads_helpful"]
     assert json.loads((out / "summary.json").read_text()) == summary
     report = (out / "report.md").read_text()
     assert "## The paper's claims, checked" in report and report.count("PASS") + report.count("FAIL") == 5
@@ -222,6 +223,18 @@ def test_separation_flags_a_dual_model_whose_modes_never_disagree():
     assert "modes separated on val" in stage_check_lines({"sft_dual": {**sep, "degenerate": False}})[0]
 
 
+def test_a_personalized_mode_that_misreads_helpful_personas_is_named():
+    from personadual.experiments.demo_report import stage_check_lines
+    from personadual.scoring.mode_choice import misreads_helpful_personas
+
+    assert misreads_helpful_personas(0.56) and not misreads_helpful_personas(0.98) and not misreads_helpful_personas(None)
+    check = {"decisive": 239, "n": 536, "decisive_share": 0.446, "answers_differ": {"misaligned": 0.9}, "degenerate": False}
+    lines = stage_check_lines({"sft_dual": {**check, "personalized_on_helpful": 0.56, "misreads_helpful": True}})
+    assert len(lines) == 2 and "sft_dual MISREADS helpful personas" in lines[1] and "right on 56%" in lines[1]
+    lines = stage_check_lines({"sft_dual": {**check, "personalized_on_helpful": 0.98, "misreads_helpful": False}})
+    assert len(lines) == 1 and "MISREADS" not in lines[0]
+
+
 @pytest.mark.slow
 def test_grid_runs_the_demo_per_seed_and_kernel_then_judges_every_run(tmp_path):
     """Two short runs (the machine's kernels and torch's default ones) as real subprocesses; a rerun reads them back."""
@@ -239,6 +252,7 @@ def test_grid_runs_the_demo_per_seed_and_kernel_then_judges_every_run(tmp_path):
                                                      "personalized kept", "RL improves"]
         assert row["all_claims"] == all(c["pass"] for c in row["claims"])
         assert isinstance(row["sft_dual_decisive"], int) and row["seconds"] > 0
+        assert row["sft_dual_check"] in ("DEGENERATE", "ok") or row["sft_dual_check"].startswith("MISREADS")
         summary = json.loads((tmp_path / "grid" / row["run"] / "summary.json").read_text())
         assert summary["environment"]["ATEN_CPU_CAPABILITY"] == (None if row["kernel"] == "native" else "default")
     md = (tmp_path / "grid" / "grid.md").read_text()

@@ -134,16 +134,7 @@ class Stages:
     def stage_checks(self) -> dict[str, dict]:
         """model -> its forced modes' separation on val and whether it is degenerate (modes that (almost)
         never disagree: nothing for DualGRPO to choose between, and a dual model that is one model twice)."""
-        from ..scoring.mode_choice import is_degenerate
-        from ..eval.report import load_run
-
-        out = {}
-        for n in CHECKED:
-            path = self.out / "eval_val" / n / "metrics.json"
-            if path.exists():
-                sep = load_run(path)["separation"]
-                out[n] = {**sep, "degenerate": is_degenerate(sep)}
-        return out
+        return val_checks(self.out)
 
     def rl_stage(self) -> bool:
         # all three at once: with two at a time the third would run alone, on one of the cores
@@ -179,6 +170,22 @@ class Stages:
         return True
 
 
+def val_checks(out: Path) -> dict[str, dict]:
+    """A demo folder's val checks (`Stages.stage_checks`), read from its eval_val/ evaluations."""
+    from ..eval.report import load_run
+    from ..scoring.mode_choice import is_degenerate, misreads_helpful_personas
+
+    checks = {}
+    for n in CHECKED:
+        path = Path(out) / "eval_val" / n / "metrics.json"
+        if path.exists():
+            m = load_run(path)
+            helpful = (m.get("forced", {}).get("personalized", {}).get("acc", {}).get("helpful") or {}).get("mean")
+            checks[n] = {**m["separation"], "degenerate": is_degenerate(m["separation"]),
+                         "personalized_on_helpful": helpful, "misreads_helpful": misreads_helpful_personas(helpful)}
+    return checks
+
+
 def run_demo(out: str | Path = "runs/demo", seed: int = 0, recipes: str | Path | None = None, jobs: int = 2,
              overrides: dict | None = None, full: bool = False) -> dict:
     """Run (or resume) the whole pipeline; returns summary.json's content.
@@ -203,6 +210,9 @@ def run_demo(out: str | Path = "runs/demo", seed: int = 0, recipes: str | Path |
         if name == "check" and st.stage_checks().get("sft_dual", {}).get("degenerate"):
             print(f"[demo] WARNING: {degenerate_sentence('sft_dual', st.stage_checks()['sft_dual'])} "
                   "RL goes on so the report is complete; the report names it.")
+        if name == "check" and st.stage_checks().get("sft_dual", {}).get("misreads_helpful"):
+            print("[demo] WARNING: sft_dual's personalized mode misreads helpful personas on val (right on "
+                  f"{100 * st.stage_checks()['sft_dual']['personalized_on_helpful']:.0f}%); the report names it.")
     times = clock.times
     summary = build_summary(out, times)
     summary["environment"] = run_environment(seed)

@@ -59,6 +59,11 @@ def stage_check_lines(checks: dict[str, dict]) -> list[str]:
             out.append(f"- {name}: modes separated on val: {c['decisive']} of {c['n']} items decisive "
                        f"({100 * c['decisive_share']:.1f}%), answers differ on {100 * differ.get('misaligned', 0):.0f}% of "
                        f"misaligned and {100 * differ.get('personalized', 0):.0f}% of personalized items.")
+        if c.get("misreads_helpful"):
+            out.append(f"- **{name} MISREADS helpful personas: forced into its personalized mode it is right on "
+                       f"{100 * c['personalized_on_helpful']:.0f}% of helpful val items, whose persona names the gold option** "
+                       "(a sound model: 95-100%). Choosing that mode gains only where it reads them: the helpful gain is "
+                       "capped by it.")
     return out
 
 

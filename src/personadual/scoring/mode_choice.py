@@ -110,6 +110,14 @@ def is_degenerate(sep: dict, min_decisive_share: float = 0.02) -> bool:
     return (sep.get("decisive_share") or 0.0) < min_decisive_share
 
 
+def misreads_helpful_personas(forced_personalized_helpful_acc: float | None, min_acc: float = 0.9) -> bool:
+    """A personalized mode that, forced onto helpful personas (whose text names the gold option), answers
+    fewer than ``min_acc`` of them right: it cannot read the persona, so choosing it gains nothing, and a
+    helpful-persona gain cannot be expected from the model. Reading a named option is the mode's easiest
+    job; on PersonaBench a sound model is right on 95-100% of them."""
+    return forced_personalized_helpful_acc is not None and forced_personalized_helpful_acc < min_acc
+
+
 def balance(by_condition: dict[str, float]) -> float | None:
     """Mean of (the objective conditions' values averaged) and the personalized value, where present."""
     obj = [v for c, v in by_condition.items() if c in OBJECTIVE_CONDITIONS]
