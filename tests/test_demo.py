@@ -6,6 +6,7 @@ import json
 import pytest
 
 from personadual.experiments.demo import run_demo
+from personadual.scoring.mode_choice import DEGENERATE_BELOW
 
 TOY = {
     "data": ["train_bases=30", "eval_bases={val: 2, test: 3}", "personalized={train: 30, val: 4, test: 6}", "rl_bases=5",
@@ -39,7 +40,7 @@ def test_demo_runs_every_stage_then_resumes(tmp_path):
     # the val checks of the RL start and of what RL made of it; a 4-step toy model's modes never disagree
     assert set(summary["stage_checks"]) == {"sft_dual", "rl_dual", "rl_dual_paper", "rl_grpo"}
     for name, check in summary["stage_checks"].items():
-        assert check["degenerate"] == (check["decisive_share"] < 0.02)
+        assert check["degenerate"] == (check["decisive_share"] < DEGENERATE_BELOW)
         assert (f"**{name} is DEGENERATE" in (out / "report.md").read_text()) == check["degenerate"]
         assert (f"**{name} MISREADS" in (out / "report.md").read_text()) == check["misreads_helpful"]
     assert json.loads((out / "summary.json").read_text()) == summary
@@ -221,6 +222,8 @@ def test_separation_flags_a_dual_model_whose_modes_never_disagree():
     sep = separation(apart)  # the personalized mode follows the misaligned persona (C), the general mode solves
     assert sep["answers_differ"]["misaligned"] == 1.0 and sep["decisive"] == 33 + 17 and not is_degenerate(sep)
     assert "modes separated on val" in stage_check_lines({"sft_dual": {**sep, "degenerate": False}})[0]
+    # a model with a handful of decisive items is collapsed too (11 of 536: 2%); a separated one has a quarter or more
+    assert is_degenerate({"decisive_share": 11 / 536}) and not is_degenerate({"decisive_share": 146 / 536})
 
 
 def test_a_personalized_mode_that_misreads_helpful_personas_is_named():

@@ -105,8 +105,14 @@ def separation(runs: dict[str, list[Prediction]]) -> dict:
             "answers_differ": {c: round(sum(v) / len(v), 4) for c, v in sorted(differ.items())}}
 
 
-def is_degenerate(sep: dict, min_decisive_share: float = 0.02) -> bool:
-    """A dual model whose modes (almost) never disagree: fewer than ``min_decisive_share`` decisive items."""
+DEGENERATE_BELOW = 0.05  # decisive share on val: separated dual models of the tiny recipe sit at 27-84%, collapsed ones at 1-2%
+
+
+def is_degenerate(sep: dict, min_decisive_share: float = DEGENERATE_BELOW) -> bool:
+    """A dual model whose modes (almost) never disagree: fewer than ``min_decisive_share`` decisive items.
+
+    Separation comes on suddenly during SFT (a few items for many steps, then a third of them within
+    25 steps), so a model is either well above the line or on the floor; the line sits between."""
     return (sep.get("decisive_share") or 0.0) < min_decisive_share
 
 
