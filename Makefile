@@ -20,7 +20,7 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/personadual demo --out runs/demo
 
-demo-full: $(STAMP)  # the demo with longer RL (about 17 minutes on 2 cores)
+demo-full: $(STAMP)  # the demo with 300 RL steps instead of 150
 	$(BIN)/personadual demo --full --out runs/demo-full
 
 test: $(STAMP)

@@ -27,7 +27,7 @@ from .jobs import StageClock, _cli, run_jobs
 
 STAGES = ("data", "tiny", "base", "sft", "rl", "eval")  # what `overrides` (and `demo --set`) can address
 SFT_VARIANTS = ("dual", "general_only", "personalized_only", "persona_prompted")
-# `make demo-full`: what the demo's 15-minute budget leaves out (see docs/results.md for both runs)
+# `make demo-full`: the demo with twice the RL steps (the first recipe's demo-full figures: docs/results_first_recipe.md)
 FULL_OVERRIDES = {"rl": ["max_steps=300", "save_steps=100"]}
 RL_VARIANTS = ("dual", "dual_paper", "grpo")
 UPPER_BOUND = "upper_bound_no_persona"
