@@ -205,7 +205,8 @@ def test_dualgrpo_runs_under_accelerate_launch_with_two_processes(bench_dir, tin
                 f"model={tiny_dir}", f"data={bench_dir}", f"output_dir={tmp_path}", "estimator=dual",
                 "force_modes=true", "num_generations=4", "per_device_train_batch_size=2",
                 "gradient_accumulation_steps=3", "max_completion_length=12", "max_steps=2", "save_steps=1000",
-                "logging_steps=1", "eval_limit=0", "threads=1", "limit=32")
+                "logging_steps=1", "eval_limit=0", "threads=1", "limit=32",
+                "prompt_split=train")  # the small test benchmark has no rl split
     assert {(res["steps"], res["estimator"]) for res in _results(r.stdout)} == {(2, "dual")}
     _assert_two_processes(tmp_path / "checkpoint-2")
     assert (tmp_path / "model" / COMPLETE).exists()
