@@ -195,7 +195,7 @@ def run_demo(out: str | Path = "runs/demo", seed: int = 0, recipes: str | Path |
     """
     overrides = merge_overrides(FULL_OVERRIDES if full else {}, overrides or {})
     out = Path(out)
-    recipes = Path(recipes) if recipes else _find_recipes()
+    recipes = Path(recipes) if recipes else find_recipes("tiny-cpu")
     plan = DemoPlan(out, seed, recipes, jobs, overrides or {})
     st = Stages(plan)
     out.mkdir(parents=True, exist_ok=True)
@@ -207,12 +207,8 @@ def run_demo(out: str | Path = "runs/demo", seed: int = 0, recipes: str | Path |
         did = clock.run(name, stage)
         changed = changed or did
         print(f"[demo] {name}: {'done in %.1fs' % clock.times[name] if did else 'already complete, skipped'}")
-        if name == "check" and st.stage_checks().get("sft_dual", {}).get("degenerate"):
-            print(f"[demo] WARNING: {degenerate_sentence('sft_dual', st.stage_checks()['sft_dual'])} "
-                  "RL goes on so the report is complete; the report names it.")
-        if name == "check" and st.stage_checks().get("sft_dual", {}).get("misreads_helpful"):
-            print("[demo] WARNING: sft_dual's personalized mode misreads helpful personas on val (right on "
-                  f"{100 * st.stage_checks()['sft_dual']['personalized_on_helpful']:.0f}%); the report names it.")
+        if name == "check":
+            _warn_about_the_rl_start(st.stage_checks().get("sft_dual", {}))
     times = clock.times
     summary = build_summary(out, times)
     summary["environment"] = run_environment(seed)
@@ -221,6 +217,15 @@ def run_demo(out: str | Path = "runs/demo", seed: int = 0, recipes: str | Path |
     print_table(summary)
     print(f"[demo] report: {out / 'report.md'}  plots: {out / 'report'}/*.png  summary: {out / 'summary.json'}")
     return summary
+
+
+def _warn_about_the_rl_start(check: dict) -> None:
+    if check.get("degenerate"):
+        print(f"[demo] WARNING: {degenerate_sentence('sft_dual', check)} "
+              "RL goes on so the report is complete; the report names it.")
+    if check.get("misreads_helpful"):
+        print("[demo] WARNING: sft_dual's personalized mode misreads helpful personas on val (right on "
+              f"{100 * check['personalized_on_helpful']:.0f}%); the report names it.")
 
 
 def merge_overrides(*layers: dict) -> dict:
@@ -244,8 +249,9 @@ def build_summary(out: Path, times: dict) -> dict:
     return summary
 
 
-def _find_recipes() -> Path:
+def find_recipes(name: str) -> Path:
+    """recipes/<name> of the working directory, or of the checkout this package runs from."""
     for base in (Path.cwd(), Path(__file__).resolve().parents[3]):
-        if (base / "recipes" / "tiny-cpu" / "sft.yaml").exists():
-            return base / "recipes" / "tiny-cpu"
-    raise FileNotFoundError("recipes/tiny-cpu not found: run from the repository root or pass --recipes")
+        if (base / "recipes" / name / "sft.yaml").exists():
+            return base / "recipes" / name
+    raise FileNotFoundError(f"recipes/{name} not found: run from the repository root or pass --recipes")

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ..files import write_text_atomic
 from ..training import is_complete
-from .demo import merge_overrides
+from .demo import find_recipes, merge_overrides
 from .jobs import StageClock, _cli, run_jobs
 from .study_data import StudyPaths
 
@@ -76,7 +76,7 @@ class StudyPlan:
         if self.budget not in BUDGETS:
             raise ValueError(f"--budget: expected one of {', '.join(BUDGETS)}, got {self.budget!r}")
         self.out = Path(self.out)
-        self.recipes = Path(self.recipes) if self.recipes else find_recipes()
+        self.recipes = Path(self.recipes) if self.recipes else find_recipes("smollm2-135m")
         self.settings = merge_overrides(BUDGETS[self.budget], self.overrides)
 
     def identity(self) -> dict:
@@ -234,11 +234,3 @@ def run_study(plan: StudyPlan) -> dict:
     write_text_atomic(plan.out / "summary.json", json.dumps(summary, indent=2) + "\n")
     print(f"[study] report: {plan.out / 'report.md'}  summary: {plan.out / 'summary.json'}")
     return summary
-
-
-def find_recipes() -> Path:
-    for base in (Path.cwd(), Path(__file__).resolve().parents[3]):
-        if (base / "recipes" / "smollm2-135m" / "sft.yaml").exists():
-            return base / "recipes" / "smollm2-135m"
-    raise FileNotFoundError("recipes/smollm2-135m not found: run from the repository root or pass --recipes")
-
