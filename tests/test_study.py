@@ -136,6 +136,9 @@ def test_study_runs_every_stage_then_resumes(tmp_path, tiny_llama):
     for row in ("| base (choice, text) |", "| naive SFT |", "| dual SFT |", "| dual SFT + DualGRPO |"):
         assert row in mmlu_part
     assert "skips the reasoning" in mmlu_part
+    generated = mmlu_part.split("reasoning generated")[1]  # the second table: the mode models write their reasoning
+    for row in ("| base (plain) |", "| naive SFT |", "| dual SFT |", "| dual SFT + DualGRPO |"):
+        assert row in generated
     audit = report.split("## (c)")[1].split("## (d)")[0]
     assert "| choice, text form |" in audit and "| choice, letter form |" in audit and "| plain (free text) |" in audit
     assert "GFLOP/s at 1 thread" in report.split("## (d)")[1]
@@ -145,6 +148,12 @@ def test_study_runs_every_stage_then_resumes(tmp_path, tiny_llama):
                                             "rl_dual_pb"}
     assert set(summary["mmlu"]) == {"base_mmlu_text", "sft_persona_prompted_mmlu", "sft_dual_mmlu", "rl_dual_mmlu"}
     assert set(summary["audit"]) == {"base_mmlu_text", "base_mmlu_letter", "base_mmlu_plain"}
+    assert set(summary["mmlu_generated"]) == {"base_mmlu_plain", "sft_persona_prompted_mmlu_gen", "sft_dual_mmlu_gen",
+                                              "rl_dual_mmlu_gen"}
+    for name in ("sft_persona_prompted_mmlu_gen", "sft_dual_mmlu_gen", "rl_dual_mmlu_gen"):
+        gen = summary["mmlu_generated"][name]
+        assert gen["protocol"] == "modes" and gen["n"] == data["mmlu_eval"]["plain_items"]
+        assert set(gen["paired"]["interference"]) == {"mean", "lo", "hi", "n"}
     for entry in summary["mmlu"].values():
         assert set(entry["pull"]) >= {"misaligned", "helpful"} and set(entry["pull"]["misaligned"]) == {"mean", "lo", "hi", "n"}
         assert set(entry["paired"]["interference"]) == {"mean", "lo", "hi", "n"} and entry["letters"]["answers"]

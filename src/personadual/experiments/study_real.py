@@ -9,7 +9,8 @@ go through the whole method, on a 2-core CPU:
 - audit: the base model on MMLU in the choice protocol (text and letter forms) and the plain protocol;
 - sft: dual-mode SFT and the naive persona-in-the-prompt SFT (``persona_prompted``), two parallel jobs;
 - rl: DualGRPO (``estimator: dual``) from the dual SFT model on PersonaBench's rl split, one job on all cores;
-- eval: every model on PersonaBench test and on the MMLU set;
+- eval: every model on PersonaBench test and on the MMLU set (the trained models also with their reasoning
+  generated, on the plain protocol's subset);
 - report: report.md and summary.json (`study_report`).
 
 Each stage is skipped when its outputs are complete (a COMPLETE marker, metrics.json written last), so a
@@ -180,6 +181,8 @@ class StudyStages:
         for name, model in self.models().items():
             targets[f"{name}_pb"] = (model, test, [])  # the modes protocol, every mode also forced
             targets[f"{name}_mmlu"] = (model, self.data.mmlu_eval, ["--protocol", "choice"])
+            # the choice protocol skips a mode model's reasoning; these generate it, on the plain protocol's subset
+            targets[f"{name}_mmlu_gen"] = (model, self.data.mmlu_plain, [])
         return self._evals(targets, "eval", "evaluation")
 
     def report_stage(self, machine: dict, upstream_changed: bool = True) -> bool:

@@ -3,7 +3,7 @@
 Four parts: (a) the paper's five claims on PersonaBench test, judged by the demo's own rules
 (`demo_report.claims`) with the one baseline the study trains; (b) MMLU's test subjects, every model side
 by side: accuracy per persona condition, interference, helpful gain and persona pull with 95% CIs, the
-answers' letters; (c) the audit of the base model in three protocols; (d) stage times beside the fp32
+answers' letters, once with the mode models' reasoning skipped (choice protocol) and once generated; (c) the audit of the base model in three protocols; (d) stage times beside the fp32
 matmul rate measured when the run started, so a reader on another host can scale them.
 """
 
@@ -21,6 +21,8 @@ PB_ROWS = {"base_pb_plain": "base (plain)", "base_pb_choice": "base (choice)", "
            "sft_dual_pb": "dual SFT", "rl_dual_pb": "dual SFT + DualGRPO"}
 MMLU_ROWS = {"base_mmlu_text": "base (choice, text)", "sft_persona_prompted_mmlu": "naive SFT",
              "sft_dual_mmlu": "dual SFT", "rl_dual_mmlu": "dual SFT + DualGRPO"}
+MMLU_GEN_ROWS = {"base_mmlu_plain": "base (plain)", "sft_persona_prompted_mmlu_gen": "naive SFT",
+                 "sft_dual_mmlu_gen": "dual SFT", "rl_dual_mmlu_gen": "dual SFT + DualGRPO"}
 AUDIT_ROWS = {"base_mmlu_text": "choice, text form", "base_mmlu_letter": "choice, letter form",
               "base_mmlu_plain": "plain (free text)"}
 PULLS = ("misaligned", "helpful", "ambiguous")
@@ -149,7 +151,7 @@ def write_study_report(stages, machine: dict) -> dict:
 
     out, ev = stages.out, stages.ev
     metrics = {p.name: load_run(p) for p in sorted(ev.iterdir()) if (p / "metrics.json").exists()}
-    for name in {*MMLU_ROWS, *AUDIT_ROWS} & set(metrics):
+    for name in {*MMLU_ROWS, *MMLU_GEN_ROWS, *AUDIT_ROWS} & set(metrics):
         metrics[name]["gaps"] = gaps(ev, name)
     for part, rows in (("pb", PB_ROWS), ("mmlu", MMLU_ROWS)):
         names = [k for k in rows if k in metrics]
@@ -185,6 +187,14 @@ def write_study_report(stages, machine: dict) -> dict:
         "block after each forced marker (`[General_mode]\\n<answer> {\"answer\": \"`): it **skips the reasoning**, asking "
         "what each mode answers straight away, and the auto answer is that of the mode the model prefers on p(mode | x). "
         "Personalized-mode share per condition (auto):", "", *mode_share_lines(metrics, MMLU_ROWS), "",
+        f"The same models with their reasoning generated (the modes protocol: the answer read from the answer block "
+        f"the model writes after its own reasoning, greedy), on the first {mm['plain_questions']} questions "
+        f"({mm['plain_items']} items), beside the base model's plain answers: a mode model whose traces state the "
+        "answer inside the reasoning is only asked what it knows here. Pull = the rate at which the persona's target "
+        "is answered, with the persona minus without.", "",
+        *mmlu_table(metrics, MMLU_GEN_ROWS, unreadable=True), "",
+        "Personalized-mode share per condition (auto, generated):", "",
+        *mode_share_lines(metrics, {k: v for k, v in MMLU_GEN_ROWS.items() if k.endswith("_gen")}), "",
         "## (c) The audit: the base model in three protocols", "",
         f"The choice forms on all {mm['items']} items, the plain protocol (free-text generation, answers read from the "
         f"text) on the first {mm['plain_questions']} questions ({mm['plain_items']} items).", "",
@@ -204,6 +214,7 @@ def write_study_report(stages, machine: dict) -> dict:
                "claims": [{"pass": ok, "text": text} for ok, text in verdicts],
                "personabench": {k: entry(metrics[k]) for k in PB_ROWS if k in metrics},
                "mmlu": {k: entry(metrics[k]) for k in MMLU_ROWS if k in metrics},
+               "mmlu_generated": {k: entry(metrics[k]) for k in MMLU_GEN_ROWS if k in metrics},
                "audit": {k: entry(metrics[k]) for k in AUDIT_ROWS if k in metrics},
                "stage_checks": {"sft_dual": {**sep, "degenerate": is_degenerate(sep)}},
                "stage_seconds": times, "machine": runs, "machine_now": machine}
