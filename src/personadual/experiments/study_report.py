@@ -189,9 +189,9 @@ def write_study_report(stages, machine: dict) -> dict:
         "Personalized-mode share per condition (auto):", "", *mode_share_lines(metrics, MMLU_ROWS), "",
         f"The same models with their reasoning generated (the modes protocol: the answer read from the answer block "
         f"the model writes after its own reasoning, greedy), on the first {mm['plain_questions']} questions "
-        f"({mm['plain_items']} items), beside the base model's plain answers: a mode model whose traces state the "
-        "answer inside the reasoning is only asked what it knows here. Pull = the rate at which the persona's target "
-        "is answered, with the persona minus without.", "",
+        f"({mm['plain_items']} items), beside the base model's plain answers: the study's templated traces state the "
+        "answer inside the reasoning, which the choice protocol above skips. Pull = the rate at which the persona's "
+        "target is answered, with the persona minus without.", "",
         *mmlu_table(metrics, MMLU_GEN_ROWS, unreadable=True), "",
         "Personalized-mode share per condition (auto, generated):", "",
         *mode_share_lines(metrics, {k: v for k, v in MMLU_GEN_ROWS.items() if k.endswith("_gen")}), "",
