@@ -3,8 +3,9 @@
 Four parts: (a) the paper's five claims on PersonaBench test, judged by the demo's own rules
 (`demo_report.claims`) with the one baseline the study trains; (b) MMLU's test subjects, every model side
 by side: accuracy per persona condition, interference, helpful gain and persona pull with 95% CIs, the
-answers' letters, once with the mode models' reasoning skipped (choice protocol) and once generated; (c) the audit of the base model in three protocols; (d) stage times beside the fp32
-matmul rate measured when the run started, so a reader on another host can scale them.
+answers' letters, once with the mode models' reasoning skipped (choice protocol) and once generated; (c) the
+audit of the base model in three protocols; (d) stage times beside the fp32 matmul rate measured when the
+run started, so a reader on another host can scale them.
 """
 
 from __future__ import annotations
@@ -194,7 +195,7 @@ def write_study_report(stages, machine: dict) -> dict:
         "target is answered, with the persona minus without.", "",
         *mmlu_table(metrics, MMLU_GEN_ROWS, unreadable=True), "",
         "Personalized-mode share per condition (auto, generated):", "",
-        *mode_share_lines(metrics, {k: v for k, v in MMLU_GEN_ROWS.items() if k.endswith("_gen")}), "",
+        *mode_share_lines(metrics, MMLU_GEN_ROWS), "",
         "## (c) The audit: the base model in three protocols", "",
         f"The choice forms on all {mm['items']} items, the plain protocol (free-text generation, answers read from the "
         f"text) on the first {mm['plain_questions']} questions ({mm['plain_items']} items).", "",
