@@ -102,21 +102,28 @@ def test_markers_keep_qwen3s_own_special_tokens(qwen3_tied, tmp_path):
     assert model.get_input_embeddings().num_embeddings == QWEN3_TABLE_ROWS
 
 
+@pytest.mark.parametrize("init", ["words", "mean"])
 @pytest.mark.parametrize("which", ["tied", "untied"])
-def test_new_marker_rows_start_at_the_mean_trained_row(which, qwen3_tied, qwen3_untied):
+def test_new_marker_rows_start_on_trained_rows_in_both_tables(which, init, qwen3_tied, qwen3_untied):
+    """'words': each marker at its mode name's rows, so the two differ; 'mean': both at the mean row."""
     from transformers import AutoModelForCausalLM
+
+    from personadual.training import load_model_and_tokenizer, register_markers
 
     path = qwen3_tied if which == "tied" else qwen3_untied
     before = AutoModelForCausalLM.from_pretrained(path)
-    model, tok = _with_markers(path)
+    model, tok = load_model_and_tokenizer(str(path))
+    register_markers(model, tok, modes_lib.DEFAULT_MODES, init=init)
     ids = modes_lib.marker_token_ids(tok)
     tables = [(model.get_input_embeddings().weight, before.get_input_embeddings().weight),
               (model.get_output_embeddings().weight, before.get_output_embeddings().weight)]
     assert (tables[0][0] is tables[1][0]) == (which == "tied")
     for now, old in tables:
-        mean = old[:151_669].mean(dim=0)
-        for i in ids:
-            torch.testing.assert_close(now[i], mean)
+        for i, name in zip(ids, modes_lib.DEFAULT_MODES.names):
+            words = tok(" " + name, add_special_tokens=False).input_ids
+            want = old[words].mean(dim=0) if init == "words" else old[:151_669].mean(dim=0)
+            torch.testing.assert_close(now[i], want)
+        assert torch.equal(now[ids[0]], now[ids[1]]) == (init == "mean")
         assert torch.equal(now[:151_669], old[:151_669]) and torch.equal(now[151_671:], old[151_671:])
 
 
@@ -258,7 +265,7 @@ def test_lora_trains_only_the_marker_rows_of_the_real_table(which, qwen3_tied, q
     result = main(load_config(SFTRunConfig, None, sft_overrides(path, bench_dir, tmp_path, max_steps=2, limit=16,
                                                                  per_device_train_batch_size=4, learning_rate=1e-2)
                               + lora + ["lora.train_embeddings=markers"]))
-    start, _ = _with_markers(path)  # the weights training starts from: marker rows at the mean row
+    start, _ = _with_markers(path)  # the weights training starts from: marker rows at their words' rows
     before = {k: v.detach() for k, v in start.state_dict().items()}
     after = load_file(tmp_path / "model" / "model.safetensors")
     assert set(after) <= set(before) and "model.embed_tokens.weight" in after  # merged: a plain model

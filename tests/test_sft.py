@@ -74,6 +74,8 @@ def test_config_errors_name_the_file_and_key(tmp_path):
         load_config(SFTRunConfig, f)
     with pytest.raises(ConfigError, match="mix: unknown 'both'"):
         load_config(SFTRunConfig, None, ["model=m", "data=d", "output_dir=o", "mix=both"])
+    with pytest.raises(ConfigError, match="marker_init: expected one of words, mean, got 'zero'"):
+        load_config(SFTRunConfig, None, ["model=m", "data=d", "output_dir=o", "marker_init=zero"])
     cfg = load_config(SFTRunConfig, None, ["model=m", "data=d", "output_dir=o", "lora.r=4"])
     assert cfg.lora.r == 4 and cfg.lora.alpha == 32
 
@@ -167,6 +169,26 @@ def test_lora_sft_saves_a_merged_plain_model(bench_dir, tiny_dir, tmp_path):
     ids = list(modes_lib.marker_token_ids(AutoTokenizer.from_pretrained(tmp_path / "model"), modes_lib.DEFAULT_MODES))
     emb = "model.embed_tokens.weight"
     assert not torch.equal(before[emb][ids], after[emb][ids]) and "lm_head.weight" not in after
+
+
+def test_reinit_markers_starts_known_markers_at_their_mode_names_rows(tiny_dir):
+    """The tiny base has the markers in its vocabulary, untrained (base training never shows them): by
+    default they are kept as they are; with reinit each starts at its mode name's rows, the rest untouched."""
+    from personadual.training import load_model_and_tokenizer, register_markers
+
+    model, tok = load_model_and_tokenizer(str(tiny_dir))
+    ids = modes_lib.marker_token_ids(tok)
+    table = model.get_input_embeddings().weight
+    before = table.detach().clone()
+    assert register_markers(model, tok, modes_lib.DEFAULT_MODES) == ids and torch.equal(table, before)
+    register_markers(model, tok, modes_lib.DEFAULT_MODES, reinit=True)
+    for i, name in zip(ids, modes_lib.DEFAULT_MODES.names):
+        words = tok(" " + name, add_special_tokens=False).input_ids
+        assert words and not set(words) & set(ids)
+        torch.testing.assert_close(table[i], before[words].mean(dim=0))
+    rest = torch.ones(len(table), dtype=torch.bool)
+    rest[ids] = False
+    assert torch.equal(table[rest], before[rest]) and not torch.equal(table[ids[0]], table[ids[1]])
 
 
 def test_lora_without_embeddings_keeps_the_embedding_rows(bench_dir, tiny_dir, tmp_path):

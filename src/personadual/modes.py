@@ -144,7 +144,7 @@ def forced_prefix(mode: str, modes: ModeSet = DEFAULT_MODES) -> str:
 
 def add_marker_tokens(tokenizer, modes: ModeSet = DEFAULT_MODES) -> int:
     """Register every marker as one special token, keeping the tokenizer's own special tokens.
-    Returns how many were new (they need embedding rows: `personadual.tokenization.init_new_rows`)."""
+    Returns how many were new (they need embedding rows: `personadual.training.register_markers`)."""
     from .tokenization import add_special_tokens
 
     return add_special_tokens(tokenizer, modes.markers)

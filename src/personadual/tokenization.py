@@ -15,7 +15,7 @@ things make them drift apart on real tokenizers, and each has one answer here:
 - **New tokens.** The mode markers are new special tokens. They must be added without dropping the
   tokenizer's own special tokens (transformers 5 replaces them by default), and their embedding rows
   must start somewhere sensible: padded tables (Qwen3 has 151,936 rows for 151,669 tokens) put them
-  on rows that were never trained (`init_new_rows`).
+  on rows that were never trained, and two markers on one row are one token (`init_marker_rows`).
 """
 
 from __future__ import annotations
@@ -102,23 +102,53 @@ def add_special_tokens(tokenizer, tokens: Sequence[str]) -> int:
     return tokenizer.add_special_tokens({"additional_special_tokens": list(tokens)}, replace_extra_special_tokens=False)
 
 
-def init_new_rows(model, token_ids: Sequence[int], n_trained: int) -> None:
-    """Start the embedding rows of new tokens at the mean of the ``n_trained`` trained rows.
+MARKER_INITS = ("words", "mean")
 
-    Input and output tables both (an untied head has its own); a tied table is set once. The mean
-    row gives a new token a neutral start: a logit near the average token's and an input that looks
-    like ordinary text, instead of a random (or, on a padded table, never-trained) row.
+
+def init_marker_rows(model, tokenizer, marker_words: dict[int, str], n_trained: int, how: str = "words") -> None:
+    """Start the embedding rows of the mode markers on trained rows, and apart from each other.
+
+    ``marker_words`` maps each marker's token id to words that name its mode (" general"); the trained
+    rows are the table's first ``n_trained`` rows, the markers' own excluded. Input and output tables
+    both (an untied head has its own); a tied table is set once.
+
+    - ``words``: a marker starts at the mean row of its words' tokens.
+    - ``mean``: every marker starts at the mean trained row.
+
+    Why words by default: the markers' only job is to be told apart, and two markers on one row are one
+    token. With equal input rows (and, tied, equal head rows) every hidden state after either marker
+    is the same, so the forced modes write the same reasoning, and the gradient can part the rows only
+    from a distance of zero: a saddle the model leaves late, at a step that moves with the seed and
+    the rounding, or never within a short SFT. Word rows are distinct from the first step and carry
+    what the mode means. Both are trained rows (a logit near an ordinary token's), never an untrained
+    padding row or a random one.
     """
     import torch
 
+    if how not in MARKER_INITS:
+        raise ValueError(f"marker_init: expected one of {', '.join(MARKER_INITS)}, got {how!r}")
+    targets = sorted(marker_words)
+    trained = torch.ones(n_trained, dtype=torch.bool)
+    trained[[i for i in targets if i < n_trained]] = False
+    sources = {}
+    for i in targets:
+        if how == "mean":
+            sources[i] = trained
+            continue
+        word_ids = [t for t in tokenizer(marker_words[i], add_special_tokens=False).input_ids if t < n_trained and trained[t]]
+        if not word_ids:
+            raise ValueError(f"marker_init=words: {marker_words[i]!r} has no trained token in this tokenizer; "
+                             "use marker_init=mean")
+        sources[i] = torch.tensor(word_ids, dtype=torch.long)
     tables = [model.get_input_embeddings().weight]
     head = model.get_output_embeddings()
     if head is not None and head.weight.data_ptr() != tables[0].data_ptr():
         tables.append(head.weight)
-    idx = torch.tensor(list(token_ids), dtype=torch.long)
     with torch.no_grad():
         for w in tables:
-            w[idx.to(w.device)] = w[:n_trained].mean(dim=0, keepdim=True).to(w.dtype)
+            rows = {i: w[:n_trained][src.to(w.device)].mean(dim=0) for i, src in sources.items()}
+            for i, row in rows.items():  # all read before any is written: a marker may not start from another
+                w[i] = row.to(w.dtype)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from transformers import TrainerCallback
 from . import modes as modes_lib
 from .config import help_field
 from .files import write_synced
-from .tokenization import init_new_rows
+from .tokenization import init_marker_rows
 
 COMPLETE = "COMPLETE"
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
@@ -114,19 +114,21 @@ def prepare_run(cfg, resume: bool) -> tuple[Path, str | None]:
 # Models, tokenizers and the mode markers
 
 
-def register_markers(model, tok, modes) -> list[int]:
-    """Add the mode markers to the tokenizer (if new) and give new ones embedding rows; their ids.
+def register_markers(model, tok, modes, init: str = "words", reinit: bool = False) -> list[int]:
+    """Add the mode markers to the tokenizer (if new) and start their embedding rows; their ids.
 
-    Never shrinks the table (Qwen3 pads it past the vocabulary, so new ids usually fit without a
-    resize), and starts every new row at the mean of the trained rows, also where it lands on a
-    padding row nobody trained."""
+    New markers' rows start by ``init`` (`init_marker_rows`: each at its mode name's word rows, or all
+    at the mean row); ``reinit`` starts every marker's rows afresh, for a model whose vocabulary
+    already has the markers but never trained them (the demo's tiny base). Never shrinks the table
+    (Qwen3 pads it past the vocabulary, so new ids usually fit without a resize)."""
     n_before = len(tok)
     added = modes_lib.add_marker_tokens(tok, modes)
     if added and len(tok) > model.get_input_embeddings().num_embeddings:
         model.resize_token_embeddings(len(tok), mean_resizing=False)
     ids = modes_lib.marker_token_ids(tok, modes)  # fails loudly if a marker is not one token
-    if added:
-        init_new_rows(model, [i for i in ids if i >= n_before], n_before)
+    words = {i: " " + m.name.replace("_", " ") for i, m in zip(ids, modes.modes) if reinit or i >= n_before}
+    if words:
+        init_marker_rows(model, tok, words, n_before, init)
     return ids
 
 

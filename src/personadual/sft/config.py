@@ -8,6 +8,7 @@ from trl import SFTConfig
 
 from ..config import fill_trl_defaults, help_field, remember_given
 from ..modes import DEFAULT_MARKERS
+from ..tokenization import MARKER_INITS
 from ..training import LoraSpec
 from .mixes import ALL_MIXES
 
@@ -36,7 +37,12 @@ class SFTRunConfig(SFTConfig):
     lora: LoraSpec | None = help_field("LoRA settings; null = full fine-tune", None)
     threads: int | None = help_field("torch CPU threads (None = torch default)", None)
     modes: dict = help_field("mode name -> marker", factory=lambda: dict(DEFAULT_MARKERS))
-    add_marker_tokens: bool = help_field("register markers as special tokens (new ones start at the mean embedding row)", True)
+    add_marker_tokens: bool = help_field("register markers as special tokens (new ones start by marker_init)", True)
+    marker_init: str = help_field("where new markers' embedding rows start: 'words' (each at the rows of its mode's "
+                                  "name, e.g. ' general': distinct from the first step) or 'mean' (all at the mean "
+                                  "row: one token to the model until training parts them)", "words")
+    reinit_markers: bool = help_field("start the markers' rows by marker_init even where the vocabulary already has "
+                                      "them: for a base model that has the tokens but never trained them", False)
     chat_template_kwargs: dict | None = help_field("passed to the chat template wherever a prompt is rendered (Qwen3: "
                                                    "{enable_thinking: false}); saved with the model; null = the start "
                                                    "model's saved settings, {} = none", None)
@@ -72,6 +78,8 @@ class SFTRunConfig(SFTConfig):
             raise ValueError("separation_steps and separation_limit must be >= 0")
         if self.separation_steps and not self.eval_data:
             raise ValueError("separation_steps needs eval_data (its val items are what the modes are checked on)")
+        if self.marker_init not in MARKER_INITS:
+            raise ValueError(f"marker_init: expected one of {', '.join(MARKER_INITS)}, got {self.marker_init!r}")
         if self.save_steps < 1:
             raise ValueError("save_steps must be >= 1")
         if self.completion_only_loss is False:

@@ -27,7 +27,8 @@ def main(cfg: SFTRunConfig, resume: bool = False) -> dict:
     out, ckpt = prepare_run(cfg, resume)
     modes = modes_lib.ModeSet.from_dict(cfg.modes)
     model, tok = load_model_and_tokenizer(cfg.model, cfg.bf16)
-    marker_ids = register_markers(model, tok, modes) if cfg.add_marker_tokens else modes_lib.marker_token_ids(tok, modes)
+    marker_ids = (register_markers(model, tok, modes, cfg.marker_init, cfg.reinit_markers) if cfg.add_marker_tokens
+                  else modes_lib.marker_token_ids(tok, modes))
     template_kwargs = resolve_chat_template_kwargs(cfg.chat_template_kwargs, cfg.model)
 
     items = [it for it in read_split(cfg.data, "train")[: cfg.limit] if it.condition not in cfg.skip_conditions]
