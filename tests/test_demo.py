@@ -43,6 +43,7 @@ def test_demo_runs_every_stage_then_resumes(tmp_path):
         assert check["degenerate"] == (check["decisive_share"] < DEGENERATE_BELOW)
         assert (f"**{name} is DEGENERATE" in (out / "report.md").read_text()) == check["degenerate"]
         assert (f"**{name} MISREADS" in (out / "report.md").read_text()) == check["misreads_helpful"]
+        assert (f"**{name} MISPLACES" in (out / "report.md").read_text()) == check["misplaces_personalized"]
     assert json.loads((out / "summary.json").read_text()) == summary
     report = (out / "report.md").read_text()
     assert "## The paper's claims, checked" in report and report.count("PASS") + report.count("FAIL") == 5
@@ -238,6 +239,30 @@ def test_a_personalized_mode_that_misreads_helpful_personas_is_named():
     assert len(lines) == 1 and "MISREADS" not in lines[0]
 
 
+def test_a_model_that_misplaces_the_personalized_mode_is_named():
+    """An RL run can spread the personalized mode onto personas it should set aside, from a sound start."""
+    from personadual.experiments.demo_report import stage_check_lines
+    from personadual.experiments.grid import check_verdict
+    from personadual.scoring.mode_choice import misplaced_personalized_share, misplaces_personalized_mode
+
+    drifted = {"none": {"general": 0.86, "personalized": 0.14}, "irrelevant": {"general": 0.56, "personalized": 0.44},
+               "misaligned": {"general": 0.94, "personalized": 0.06}, "helpful": {"personalized": 0.93},
+               "ambiguous": {"general": 0.5, "personalized": 0.5}}
+    worst = misplaced_personalized_share(drifted)
+    assert worst == ("irrelevant", 0.44) and misplaces_personalized_mode(worst)
+    sound = {**{c: {"general": 0.99, "personalized": 0.01} for c in ("none", "irrelevant", "misaligned")},
+             "helpful": {"personalized": 1.0}, "ambiguous": {"personalized": 0.9}}  # helpful and ambiguous do not count
+    assert misplaced_personalized_share(sound) == ("none", 0.01) and not misplaces_personalized_mode(("none", 0.01))
+    assert misplaced_personalized_share({"helpful": {"personalized": 1.0}}) is None and not misplaces_personalized_mode(None)
+    check = {"decisive": 239, "n": 536, "decisive_share": 0.446, "answers_differ": {"misaligned": 0.9}, "degenerate": False,
+             "misreads_helpful": False, "misplaced": list(worst), "misplaces_personalized": True}
+    lines = stage_check_lines({"rl_dual": check})
+    assert len(lines) == 2 and "rl_dual MISPLACES the personalized mode: it chooses it on 44% of irrelevant" in lines[1]
+    assert check_verdict(check) == "MISPLACES personalized (44% of irrelevant)"
+    assert len(stage_check_lines({"rl_dual": {**check, "misplaces_personalized": False}})) == 1
+    assert check_verdict({**check, "misplaces_personalized": False}) == "ok"
+
+
 @pytest.mark.slow
 def test_grid_runs_the_demo_per_seed_and_kernel_then_judges_every_run(tmp_path):
     """Two short runs (the machine's kernels and torch's default ones) as real subprocesses; a rerun reads them back."""
@@ -255,7 +280,8 @@ def test_grid_runs_the_demo_per_seed_and_kernel_then_judges_every_run(tmp_path):
                                                      "personalized kept", "RL improves"]
         assert row["all_claims"] == all(c["pass"] for c in row["claims"])
         assert isinstance(row["sft_dual_decisive"], int) and row["seconds"] > 0
-        assert row["sft_dual_check"] in ("DEGENERATE", "ok") or row["sft_dual_check"].startswith("MISREADS")
+        for check in (row["sft_dual_check"], row["rl_dual_check"]):
+            assert check in ("DEGENERATE", "ok") or check.startswith(("MISREADS", "MISPLACES"))
         summary = json.loads((tmp_path / "grid" / row["run"] / "summary.json").read_text())
         assert summary["environment"]["ATEN_CPU_CAPABILITY"] == (None if row["kernel"] == "native" else "default")
     md = (tmp_path / "grid" / "grid.md").read_text()

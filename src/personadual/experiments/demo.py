@@ -173,7 +173,8 @@ class Stages:
 def val_checks(out: Path) -> dict[str, dict]:
     """A demo folder's val checks (`Stages.stage_checks`), read from its eval_val/ evaluations."""
     from ..eval.report import load_run
-    from ..scoring.mode_choice import is_degenerate, misreads_helpful_personas
+    from ..scoring.mode_choice import (is_degenerate, misplaced_personalized_share, misplaces_personalized_mode,
+                                       misreads_helpful_personas)
 
     checks = {}
     for n in CHECKED:
@@ -181,8 +182,10 @@ def val_checks(out: Path) -> dict[str, dict]:
         if path.exists():
             m = load_run(path)
             helpful = (m.get("forced", {}).get("personalized", {}).get("acc", {}).get("helpful") or {}).get("mean")
+            worst = misplaced_personalized_share(m.get("mode_share", {}))
             checks[n] = {**m["separation"], "degenerate": is_degenerate(m["separation"]),
-                         "personalized_on_helpful": helpful, "misreads_helpful": misreads_helpful_personas(helpful)}
+                         "personalized_on_helpful": helpful, "misreads_helpful": misreads_helpful_personas(helpful),
+                         "misplaced": list(worst) if worst else None, "misplaces_personalized": misplaces_personalized_mode(worst)}
     return checks
 
 

@@ -64,6 +64,11 @@ def stage_check_lines(checks: dict[str, dict]) -> list[str]:
                        f"{100 * c['personalized_on_helpful']:.0f}% of helpful val items, whose persona names the gold option** "
                        "(a sound model: 95-100%). Choosing that mode gains only where it reads them: the helpful gain is "
                        "capped by it.")
+        if c.get("misplaces_personalized"):
+            cond, share = c["misplaced"]
+            out.append(f"- **{name} MISPLACES the personalized mode: it chooses it on {100 * share:.0f}% of {cond} val items**, "
+                       "objective questions whose persona has nothing to give (a sound model: under 10%). Its "
+                       "accuracy there pays for it.")
     return out
 
 

@@ -105,7 +105,8 @@ def _demo_subprocess(plan: GridPlan):
 
 
 def judge_run(run: GridRun, out: Path) -> dict:
-    """One row: each claim's verdict and sentence, the dual SFT model's decisive items, the run's time."""
+    """One row: each claim's verdict and sentence, the dual SFT model's decisive items, the val checks of the
+    RL start and of rl_dual, the run's time."""
     from ..eval.report import load_run
     from .demo import BASE_PLAIN, RL_VARIANTS, SFT_VARIANTS, UPPER_BOUND, val_checks
     from .demo_report import claims, paired_diffs
@@ -115,34 +116,41 @@ def judge_run(run: GridRun, out: Path) -> dict:
     verdicts = claims(metrics, paired_diffs(out / "eval"))
     times = json.loads((out / "stage_seconds.json").read_text()) if (out / "stage_seconds.json").exists() else {}
     summary = json.loads((out / "summary.json").read_text())
+    checks = val_checks(out)
     return {"run": run.name, "seed": run.seed, "kernel": run.kernel,
             "cpu_capability": (summary.get("environment") or {}).get("cpu_capability"),
             "claims": [{"name": n, "pass": ok, "text": text} for n, (ok, text) in zip(CLAIM_NAMES, verdicts)],
             "all_claims": all(ok for ok, _ in verdicts),
             "sft_dual_decisive": metrics["sft_dual"].get("decisive"),
-            "sft_dual_check": check_verdict(val_checks(out).get("sft_dual")),
+            "sft_dual_check": check_verdict(checks.get("sft_dual")),
+            "rl_dual_check": check_verdict(checks.get("rl_dual")),
             "seconds": round(sum(times.values()), 1)}
 
 
 def check_verdict(check: dict | None) -> str:
-    """The dual SFT model's val check in a word or two (older demos ran none)."""
+    """A model's val check in a word or two (older demos ran none)."""
     if not check:
         return "not checked"
     if check.get("degenerate"):
         return "DEGENERATE"
     if check.get("misreads_helpful"):
         return f"MISREADS helpful ({100 * check['personalized_on_helpful']:.0f}%)"
+    if check.get("misplaces_personalized"):
+        cond, share = check["misplaced"]
+        return f"MISPLACES personalized ({100 * share:.0f}% of {cond})"
     return "ok"
 
 
 def write_grid(out: Path, rows: list[dict]) -> str:
     """OUT/grid.json and OUT/grid.md: a row per run, a PASS/FAIL cell per claim, the failures spelt out."""
-    head = ["run", "kernel in force", *CLAIM_NAMES, "sft_dual decisive (test)", "sft_dual val check", "seconds"]
+    head = ["run", "kernel in force", *CLAIM_NAMES, "sft_dual decisive (test)", "sft_dual val check", "rl_dual val check",
+            "seconds"]
     lines = [f"# The demo over seeds x kernels: {sum(r['all_claims'] for r in rows)}/{len(rows)} runs pass all five claims",
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["run"], r["cpu_capability"] or r["kernel"], *("PASS" if c["pass"] else "**FAIL**" for c in r["claims"]),
-                 str(r["sft_dual_decisive"]), r.get("sft_dual_check", "not checked"), f"{r['seconds']:.0f}"]
+                 str(r["sft_dual_decisive"]), r.get("sft_dual_check", "not checked"),
+                 r.get("rl_dual_check", "not checked"), f"{r['seconds']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     failed = [(r["run"], c["text"]) for r in rows for c in r["claims"] if not c["pass"]]
     if failed:

@@ -124,6 +124,27 @@ def misreads_helpful_personas(forced_personalized_helpful_acc: float | None, min
     return forced_personalized_helpful_acc is not None and forced_personalized_helpful_acc < min_acc
 
 
+SET_ASIDE_CONDITIONS = ("none", "irrelevant", "misaligned")  # objective items whose persona has nothing to give
+MISPLACED_ABOVE = 0.2  # personalized share on those: sound dual models of the tiny recipe choose it on 0-8% of them
+
+
+def misplaced_personalized_share(mode_share: dict[str, dict[str, float]]) -> tuple[str, float] | None:
+    """(condition, share): the set-aside condition where auto mode picks the personalized mode most often.
+
+    On an objective item with no persona, an irrelevant one or a misaligned one, the general mode is the
+    right choice; the personalized mode can only follow the persona there. ``mode_share`` maps a
+    condition to its auto-mode shares (`metrics.json`'s ``mode_share``); None without such conditions."""
+    shares = [(c, mode_share[c].get("personalized", 0.0)) for c in SET_ASIDE_CONDITIONS if c in mode_share]
+    return max(shares, key=lambda cs: cs[1]) if shares else None
+
+
+def misplaces_personalized_mode(worst: tuple[str, float] | None, max_share: float = MISPLACED_ABOVE) -> bool:
+    """A model that chooses the personalized mode on more than ``max_share`` of a set-aside condition's
+    items (`misplaced_personalized_share`): its mode choice has spread onto personas it should ignore,
+    as an RL run can, after an SFT start that was sound, and that condition's accuracy pays for it."""
+    return worst is not None and worst[1] > max_share
+
+
 def balance(by_condition: dict[str, float]) -> float | None:
     """Mean of (the objective conditions' values averaged) and the personalized value, where present."""
     obj = [v for c, v in by_condition.items() if c in OBJECTIVE_CONDITIONS]
