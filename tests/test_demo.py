@@ -247,11 +247,12 @@ def test_a_model_that_misplaces_the_personalized_mode_is_named():
 
     drifted = {"none": {"general": 0.86, "personalized": 0.14}, "irrelevant": {"general": 0.56, "personalized": 0.44},
                "misaligned": {"general": 0.94, "personalized": 0.06}, "helpful": {"personalized": 0.93},
-               "ambiguous": {"general": 0.5, "personalized": 0.5}}
+               "ambiguous": {"general": 0.75, "personalized": 0.25}, "personalized": {"personalized": 1.0}}
     worst = misplaced_personalized_share(drifted)
     assert worst == ("irrelevant", 0.44) and misplaces_personalized_mode(worst)
-    sound = {**{c: {"general": 0.99, "personalized": 0.01} for c in ("none", "irrelevant", "misaligned")},
-             "helpful": {"personalized": 1.0}, "ambiguous": {"personalized": 0.9}}  # helpful and ambiguous do not count
+    assert misplaced_personalized_share({**drifted, "irrelevant": {"general": 1.0}}) == ("ambiguous", 0.25)
+    sound = {**{c: {"general": 0.99, "personalized": 0.01} for c in ("none", "irrelevant", "misaligned", "ambiguous")},
+             "helpful": {"personalized": 1.0}, "personalized": {"personalized": 1.0}}  # where the persona helps: not counted
     assert misplaced_personalized_share(sound) == ("none", 0.01) and not misplaces_personalized_mode(("none", 0.01))
     assert misplaced_personalized_share({"helpful": {"personalized": 1.0}}) is None and not misplaces_personalized_mode(None)
     check = {"decisive": 239, "n": 536, "decisive_share": 0.446, "answers_differ": {"misaligned": 0.9}, "degenerate": False,

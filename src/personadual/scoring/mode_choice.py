@@ -124,15 +124,16 @@ def misreads_helpful_personas(forced_personalized_helpful_acc: float | None, min
     return forced_personalized_helpful_acc is not None and forced_personalized_helpful_acc < min_acc
 
 
-SET_ASIDE_CONDITIONS = ("none", "irrelevant", "misaligned")  # objective items whose persona has nothing to give
+# objective items whose persona has nothing reliable to give (none, off-topic, a wrong pull, self-contradicting)
+SET_ASIDE_CONDITIONS = ("none", "irrelevant", "misaligned", "ambiguous")
 MISPLACED_ABOVE = 0.2  # personalized share on those: sound dual models of the tiny recipe choose it on 0-8% of them
 
 
 def misplaced_personalized_share(mode_share: dict[str, dict[str, float]]) -> tuple[str, float] | None:
     """(condition, share): the set-aside condition where auto mode picks the personalized mode most often.
 
-    On an objective item with no persona, an irrelevant one or a misaligned one, the general mode is the
-    right choice; the personalized mode can only follow the persona there. ``mode_share`` maps a
+    On an objective item with no persona, an irrelevant, a misaligned or a self-contradicting one, the
+    general mode is the right choice; the personalized mode can only follow the persona there. ``mode_share`` maps a
     condition to its auto-mode shares (`metrics.json`'s ``mode_share``); None without such conditions."""
     shares = [(c, mode_share[c].get("personalized", 0.0)) for c in SET_ASIDE_CONDITIONS if c in mode_share]
     return max(shares, key=lambda cs: cs[1]) if shares else None
