@@ -105,6 +105,12 @@ def add_special_tokens(tokenizer, tokens: Sequence[str]) -> int:
 MARKER_INITS = ("words", "mean")
 
 
+def check_marker_init(how: str) -> None:
+    """A clear error for a ``marker_init`` that is not one of MARKER_INITS (the config's field and the call)."""
+    if how not in MARKER_INITS:
+        raise ValueError(f"marker_init: expected one of {', '.join(MARKER_INITS)}, got {how!r}")
+
+
 def init_marker_rows(model, tokenizer, marker_words: dict[int, str], n_trained: int, how: str = "words") -> None:
     """Start the embedding rows of the mode markers on trained rows, and apart from each other.
 
@@ -125,21 +131,17 @@ def init_marker_rows(model, tokenizer, marker_words: dict[int, str], n_trained: 
     """
     import torch
 
-    if how not in MARKER_INITS:
-        raise ValueError(f"marker_init: expected one of {', '.join(MARKER_INITS)}, got {how!r}")
-    targets = sorted(marker_words)
+    check_marker_init(how)
     trained = torch.ones(n_trained, dtype=torch.bool)
-    trained[[i for i in targets if i < n_trained]] = False
-    sources = {}
-    for i in targets:
-        if how == "mean":
-            sources[i] = trained
-            continue
-        word_ids = [t for t in tokenizer(marker_words[i], add_special_tokens=False).input_ids if t < n_trained and trained[t]]
-        if not word_ids:
-            raise ValueError(f"marker_init=words: {marker_words[i]!r} has no trained token in this tokenizer; "
-                             "use marker_init=mean")
-        sources[i] = torch.tensor(word_ids, dtype=torch.long)
+    trained[[i for i in marker_words if i < n_trained]] = False
+
+    def word_rows(words: str):
+        ids = [t for t in tokenizer(words, add_special_tokens=False).input_ids if t < n_trained and trained[t]]
+        if not ids:
+            raise ValueError(f"marker_init=words: {words!r} has no trained token in this tokenizer; use marker_init=mean")
+        return torch.tensor(ids, dtype=torch.long)
+
+    sources = {i: trained if how == "mean" else word_rows(words) for i, words in marker_words.items()}
     tables = [model.get_input_embeddings().weight]
     head = model.get_output_embeddings()
     if head is not None and head.weight.data_ptr() != tables[0].data_ptr():

@@ -8,7 +8,7 @@ from trl import SFTConfig
 
 from ..config import fill_trl_defaults, help_field, remember_given
 from ..modes import DEFAULT_MARKERS
-from ..tokenization import MARKER_INITS
+from ..tokenization import check_marker_init
 from ..training import LoraSpec
 from .mixes import ALL_MIXES
 
@@ -78,8 +78,7 @@ class SFTRunConfig(SFTConfig):
             raise ValueError("separation_steps and separation_limit must be >= 0")
         if self.separation_steps and not self.eval_data:
             raise ValueError("separation_steps needs eval_data (its val items are what the modes are checked on)")
-        if self.marker_init not in MARKER_INITS:
-            raise ValueError(f"marker_init: expected one of {', '.join(MARKER_INITS)}, got {self.marker_init!r}")
+        check_marker_init(self.marker_init)
         if self.save_steps < 1:
             raise ValueError("save_steps must be >= 1")
         if self.completion_only_loss is False:
