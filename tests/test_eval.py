@@ -3,7 +3,8 @@ import random
 
 import pytest
 
-from personadual.eval.metrics import bootstrap_ci, calibration, compute_metrics, paired_balanced_diff
+from personadual.eval.metrics import (bootstrap_ci, calibration, compute_metrics, paired_balanced_diff, paired_condition_diff,
+                                      paired_item_diff)
 from personadual.scoring.mode_choice import balanced_accuracy, hacc
 from personadual.scoring.predict import Prediction
 
@@ -104,6 +105,30 @@ def test_paired_balanced_diff_is_the_difference_of_balanced_accuracies():
     hand = paired_balanced_diff({"x": ("none", True), "y": ("none", False), "z": ("personalized", True)},
                                 {"x": ("none", False), "y": ("none", False), "z": ("personalized", True)})
     assert hand["mean"] == 0.25
+
+
+def test_paired_condition_diff_compares_each_question_with_itself():
+    # q0..q9 under none and misaligned; the persona flips q0-q3 to wrong and nothing else
+    correct = {f"q{k}-none": ("none", True) for k in range(10)}
+    correct.update({f"q{k}-misaligned": ("misaligned", k >= 4) for k in range(10)})
+    correct["q99-misaligned"] = ("misaligned", False)  # asked under one condition only: no pair, left out
+    d = paired_condition_diff(correct, "misaligned", "none")
+    assert d["mean"] == -0.4 and d["n"] == 10 and d["lo"] <= -0.4 <= d["hi"] < 0
+    assert paired_condition_diff(correct, "none", "misaligned")["mean"] == 0.4
+    # the same per-question differences, however hard each question is: the difficulty cancels
+    hard = {k: (c, ok and not k.startswith(("q5-", "q6-"))) for k, (c, ok) in correct.items()}
+    hard.update({"q5-misaligned": ("misaligned", False), "q6-misaligned": ("misaligned", False)})
+    assert paired_condition_diff(hard, "misaligned", "none")["mean"] == -0.4
+    assert paired_condition_diff(correct, "helpful", "none") is None
+
+
+def test_paired_item_diff_is_one_conditions_accuracy_gap_on_shared_items():
+    a = {f"p{k}": ("personalized", k % 2 == 0) for k in range(8)} | {"n0": ("none", False)}
+    b = {f"p{k}": ("personalized", True) for k in range(8)} | {"n0": ("none", True)}
+    d = paired_item_diff(a, b, "personalized")
+    assert d["mean"] == -0.5 and d["n"] == 8 and d["lo"] < -0.5 < d["hi"]
+    same = paired_item_diff(b, b, "personalized")
+    assert same["lo"] == same["hi"] == 0 and paired_item_diff(a, b, "helpful") is None
 
 
 def test_scan_errors_tells_an_early_yes_from_a_late_one(tmp_path, capsys):

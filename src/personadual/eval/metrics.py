@@ -49,6 +49,30 @@ def paired_balanced_diff(a: dict[str, tuple[str, bool]], b: dict[str, tuple[str,
     return {"mean": round(stat(strata), 4), "lo": round(lo, 4), "hi": round(hi, 4), "n": sum(map(len, strata.values()))}
 
 
+def paired_condition_diff(correct: dict[str, tuple[str, bool]], cond_a: str, cond_b: str, n_boot: int = 1000,
+                          seed: int = 0, level: float = 0.95) -> dict | None:
+    """One model's accuracy under ``cond_a`` minus under ``cond_b``, on the same questions, with a paired
+    bootstrap CI (interference is none - misaligned; the helpful gain helpful - none).
+
+    ``correct`` maps item id -> (condition, correct). PersonaBench asks each question under every
+    condition, as ``<question>-<condition>``; the questions asked under both are resampled, so a
+    question's own difficulty cancels and only what the persona changed is left. None when no question
+    is asked under both. (The same resampling as `bootstrap_ci`, over the per-question differences.)
+    """
+    by_question: dict[str, dict[str, float]] = defaultdict(dict)
+    for i, (cond, ok) in correct.items():
+        if cond in (cond_a, cond_b) and i.endswith("-" + cond):
+            by_question[i[: -len(cond) - 1]][cond] = float(ok)
+    return bootstrap_ci([q[cond_a] - q[cond_b] for _, q in sorted(by_question.items()) if len(q) == 2], n_boot, seed, level)
+
+
+def paired_item_diff(a: dict[str, tuple[str, bool]], b: dict[str, tuple[str, bool]], condition: str,
+                     n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict | None:
+    """Model ``a``'s accuracy minus model ``b``'s on the items of one condition both answered, paired bootstrap CI."""
+    return bootstrap_ci([float(a[i][1]) - float(b[i][1]) for i in sorted(a.keys() & b.keys()) if a[i][0] == condition],
+                        n_boot, seed, level)
+
+
 def accuracy_by_condition(preds: Sequence[Prediction], n_boot: int = 1000) -> dict:
     by = defaultdict(list)
     for p in preds:
