@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..eval.metrics import paired_balanced_diff
+from ..eval.metrics import paired_balanced_diff, paired_condition_diff, paired_item_diff
 from ..eval.report import CELL_ORACLE, comparison_table, load_correct
 
 BASELINES = ("sft_general_only", "sft_personalized_only", "sft_persona_prompted")
@@ -83,6 +83,8 @@ def _ci(d: dict | None, what: str = "difference") -> str:
 
 
 NAIVE = ("sft_persona_prompted", "sft_personalized_only")  # the baselines that follow every persona
+# The claims' goals (accuracy fractions): shared by the verdicts and by the intervals that say whether this split can decide them
+NAIVE_LOSS, NEAR_FREE, HELPFUL_GAIN, PERSONALIZED_WITHIN = 0.10, 0.02, 0.03, 0.02
 
 
 def claims(metrics: dict[str, dict], diffs: dict[str, dict] | None = None, naive_models: tuple[str, ...] = NAIVE,
@@ -96,21 +98,72 @@ def claims(metrics: dict[str, dict], diffs: dict[str, dict] | None = None, naive
     out = []
     naive = {n: metrics[n]["interference"]["misaligned"] for n in naive_models}
     worst = max(naive, key=naive.get)
-    out.append((naive[worst] >= 0.10, f"Interference is real for the naive baselines: {worst} loses "
+    out.append((naive[worst] >= NAIVE_LOSS, f"Interference is real for the naive baselines: {worst} loses "
                 f"{100 * naive[worst]:.1f} points under misaligned personas (goal >= 10)."))
     d = "rl_dual"
-    out.append((acc(d, "misaligned") >= acc(d, "none") - 0.02, f"PersonaDual (dual SFT + DualGRPO) is near "
+    out.append((acc(d, "misaligned") >= acc(d, "none") - NEAR_FREE, f"PersonaDual (dual SFT + DualGRPO) is near "
                 f"interference-free: {100 * acc(d, 'misaligned'):.1f}% misaligned vs {100 * acc(d, 'none'):.1f}% no persona (goal: within 2 points)."))
-    out.append((acc(d, "helpful") >= acc(d, "none") + 0.03, f"It gains from helpful personas: "
+    out.append((acc(d, "helpful") >= acc(d, "none") + HELPFUL_GAIN, f"It gains from helpful personas: "
                 f"{100 * acc(d, 'helpful'):.1f}% vs {100 * acc(d, 'none'):.1f}% (goal: +3 points)."))
     best = max(baselines, key=pers)
-    out.append((pers(d) >= pers(best) - 0.02, f"Its personalized accuracy {100 * pers(d):.1f}% is within 2 points "
+    out.append((pers(d) >= pers(best) - PERSONALIZED_WITHIN, f"Its personalized accuracy {100 * pers(d):.1f}% is within 2 points "
                 f"of the best personalized baseline ({best}: {100 * pers(best):.1f}%) or above."))
     sft = {k: (metrics["sft_dual"].get(k) or 0.0, metrics[d].get(k) or 0.0) for k in ("hacc", "balanced_acc")}
     out.append((all(after > before for before, after in sft.values()), "DualGRPO improves on its SFT start: " +
                 ", ".join(f"{k} {100 * b:.1f} -> {100 * a:.1f}" for k, (b, a) in sft.items()) +
                 _ci(diffs.get("sft_dual"), "balanced-accuracy gain") + "."))
     return out
+
+
+def claim_intervals(eval_dir: Path, metrics: dict[str, dict], diffs: dict[str, dict] | None = None,
+                    naive_models: tuple[str, ...] = NAIVE, baselines: tuple[str, ...] = BASELINES) -> list[dict | None]:
+    """Per claim (in `claims`' order), the paired 95% interval of the statistic it compares with its goal,
+    and the goal: ``{"lo", "hi", "mean", "n", "goal"}``, or None where there is none to give.
+
+    A claim whose goal lies inside its interval is not decided by this test split: its verdict would
+    flip on another draw of the same size (`undecided`). Claim 5 needs both HAcc and balanced accuracy
+    to rise, and only balanced accuracy has a paired interval (HAcc's decisive items differ between the
+    two models), so where HAcc alone fails, claim 5 gets none."""
+    diffs = diffs if diffs is not None else {}
+    correct = {n: load_correct(eval_dir / n) for n in {"rl_dual", *naive_models, *baselines}
+               if (eval_dir / n / "predictions.jsonl").exists()}
+    if "rl_dual" not in correct:
+        return [None] * 5
+
+    def with_goal(interval: dict | None, goal: float) -> dict | None:
+        return None if interval is None else {**interval, "goal": goal}
+
+    naive = {n: metrics[n]["interference"]["misaligned"] for n in naive_models if n in correct}
+    pers = lambda n: (metrics[n].get("personalized_acc") or {"mean": 0.0})["mean"]  # noqa: E731
+    best = max((b for b in baselines if b in correct), key=pers, default=None)
+    ours = correct["rl_dual"]
+    out = [with_goal(paired_condition_diff(correct[max(naive, key=naive.get)], "none", "misaligned"), NAIVE_LOSS) if naive else None,
+           with_goal(paired_condition_diff(ours, "misaligned", "none"), -NEAR_FREE),
+           with_goal(paired_condition_diff(ours, "helpful", "none"), HELPFUL_GAIN),
+           with_goal(paired_item_diff(ours, correct[best], "personalized"), -PERSONALIZED_WITHIN) if best else None]
+    bal = diffs.get("sft_dual")
+    hacc_up = (metrics["rl_dual"].get("hacc") or 0.0) > (metrics["sft_dual"].get("hacc") or 0.0)
+    out.append(with_goal(bal, 0.0) if bal and (hacc_up or bal["lo"] <= 0.0) else None)
+    return out
+
+
+def undecided(interval: dict | None) -> bool:
+    """The claim's goal lies inside its paired 95% interval: this split cannot tell pass from fail."""
+    return interval is not None and interval["lo"] <= interval["goal"] <= interval["hi"]
+
+
+def noise_sentence(interval: dict | None, show_span: bool = True) -> str:
+    """What a claim's interval says of its verdict; ``show_span=False`` where the claim's sentence already
+    gives the interval (claim 5's balanced-accuracy CI)."""
+    if interval is None:
+        return ""
+    span = f"paired 95% interval {100 * interval['lo']:+.1f} to {100 * interval['hi']:+.1f} over {interval['n']} items, "
+    span = (span if show_span else "") + f"goal {100 * interval['goal']:+.1f}"
+    return (f" Within the test split's noise ({span}): another split of this size could give the other verdict."
+            if undecided(interval) else f" Beyond the split's noise ({span}).")
+
+
+RL_CLAIM = 4  # claims()[RL_CLAIM] is "DualGRPO improves on its SFT start", whose sentence carries its own CI
 
 
 def measurements(metrics: dict[str, dict], diffs: dict[str, dict] | None = None) -> list[str]:
@@ -154,7 +207,9 @@ def demo_report(metrics: dict[str, dict], out: Path, env: dict | None = None, ch
     ]
     diffs = paired_diffs(out / "eval") if all((out / "eval" / n / "predictions.jsonl").exists()
                                               for n in ("rl_dual", *RIVALS)) else {}
-    lines += [f"- {'PASS' if ok else 'FAIL'}: {text}" for ok, text in claims(metrics, diffs)]
+    intervals = claim_intervals(out / "eval", metrics, diffs) if diffs else [None] * 5
+    lines += [f"- {'PASS' if ok else 'FAIL'}: {text}{noise_sentence(iv, show_span=k != RL_CLAIM)}"
+              for k, ((ok, text), iv) in enumerate(zip(claims(metrics, diffs), intervals))]
     lines += ["", "## Stage checks (val)", "",
               "A dual model whose forced modes never disagree cannot be improved by choosing between them; each "
               "model RL starts from or produces is checked on val before its claims are read.", ""]

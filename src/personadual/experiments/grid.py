@@ -109,17 +109,19 @@ def judge_run(run: GridRun, out: Path) -> dict:
     RL start and of rl_dual, the run's time."""
     from ..eval.report import load_run
     from .demo import BASE_PLAIN, RL_VARIANTS, SFT_VARIANTS, UPPER_BOUND, val_checks
-    from .demo_report import claims, paired_diffs
+    from .demo_report import claim_intervals, claims, paired_diffs, undecided
 
     names = [BASE_PLAIN, *(f"sft_{m}" for m in SFT_VARIANTS), *(f"rl_{e}" for e in RL_VARIANTS), UPPER_BOUND]
     metrics = {n: load_run(out / "eval" / n) for n in names if (out / "eval" / n / "metrics.json").exists()}
-    verdicts = claims(metrics, paired_diffs(out / "eval"))
+    diffs = paired_diffs(out / "eval")
+    verdicts, intervals = claims(metrics, diffs), claim_intervals(out / "eval", metrics, diffs)
     times = json.loads((out / "stage_seconds.json").read_text()) if (out / "stage_seconds.json").exists() else {}
     summary = json.loads((out / "summary.json").read_text())
     checks = val_checks(out)
     return {"run": run.name, "seed": run.seed, "kernel": run.kernel,
             "cpu_capability": (summary.get("environment") or {}).get("cpu_capability"),
-            "claims": [{"name": n, "pass": ok, "text": text} for n, (ok, text) in zip(CLAIM_NAMES, verdicts)],
+            "claims": [{"name": n, "pass": ok, "text": text, "interval": iv, "within_noise": undecided(iv)}
+                       for n, (ok, text), iv in zip(CLAIM_NAMES, verdicts, intervals)],
             "all_claims": all(ok for ok, _ in verdicts),
             "sft_dual_decisive": metrics["sft_dual"].get("decisive"),
             "sft_dual_check": check_verdict(checks.get("sft_dual")),
@@ -141,18 +143,31 @@ def check_verdict(check: dict | None) -> str:
     return "ok"
 
 
+def verdict_cell(claim: dict) -> str:
+    cell = "PASS" if claim["pass"] else "**FAIL**"
+    return cell + " (within noise)" if claim.get("within_noise") else cell
+
+
 def write_grid(out: Path, rows: list[dict]) -> str:
     """OUT/grid.json and OUT/grid.md: a row per run, a PASS/FAIL cell per claim, the failures spelt out."""
     head = ["run", "kernel in force", *CLAIM_NAMES, "sft_dual decisive (test)", "sft_dual val check", "rl_dual val check",
             "seconds"]
+    verdicts = [c for r in rows for c in r["claims"]]
     lines = [f"# The demo over seeds x kernels: {sum(r['all_claims'] for r in rows)}/{len(rows)} runs pass all five claims",
+             "", f"{sum(not c['pass'] for c in verdicts)} of {len(verdicts)} claims fail, "
+             f"{sum(not c['pass'] and not c.get('within_noise') for c in verdicts)} of them beyond the test split's noise "
+             "(a verdict marked *within noise* has its goal inside the claim's paired 95% interval: another test "
+             "split of the same size could reverse it).",
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["run"], r["cpu_capability"] or r["kernel"], *("PASS" if c["pass"] else "**FAIL**" for c in r["claims"]),
+        cells = [r["run"], r["cpu_capability"] or r["kernel"], *(verdict_cell(c) for c in r["claims"]),
                  str(r["sft_dual_decisive"]), r.get("sft_dual_check", "not checked"),
                  r.get("rl_dual_check", "not checked"), f"{r['seconds']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
-    failed = [(r["run"], c["text"]) for r in rows for c in r["claims"] if not c["pass"]]
+    from .demo_report import RL_CLAIM, noise_sentence
+
+    failed = [(r["run"], c["text"] + noise_sentence(c.get("interval"), show_span=k != RL_CLAIM))
+              for r in rows for k, c in enumerate(r["claims"]) if not c["pass"]]
     if failed:
         lines += ["", "## Claims that fail", ""] + [f"- {run}: {text}" for run, text in failed]
     md = "\n".join(lines) + "\n"
