@@ -219,3 +219,16 @@ def test_marker_mass_term_ascends_the_log_of_the_markers_total_probability():
     torch.testing.assert_close(adv_mass.reasoning, adv_plain.reasoning)  # reasoning credit untouched
     with pytest.raises(ValueError, match="marker_mass_coef"):
         AdvantageConfig(marker_mass_coef=-1.0)
+
+
+def test_reasoning_coef_scales_the_reasoning_credit_and_leaves_the_mode_choice_alone():
+    r, g, m = t(1, 0, 1, 1), ids(0, 0, 0, 0), ids(0, 0, 1, 1)
+    probs = torch.tensor([[0.2, 0.8]] * 4, dtype=torch.float64)
+    full = get_estimator("dual")(r, g, m, 2, probs, AdvantageConfig(alpha=2.0, weight_reasoning=True))
+    for coef in (0.0, 0.3):
+        part = get_estimator("dual")(r, g, m, 2, probs, AdvantageConfig(alpha=2.0, weight_reasoning=True, reasoning_coef=coef))
+        torch.testing.assert_close(part.reasoning, coef * full.reasoning)
+        torch.testing.assert_close(part.marker, full.marker)
+    assert torch.count_nonzero(full.reasoning) == 2  # the test would pass trivially on all-zero credit
+    with pytest.raises(ValueError, match="reasoning_coef"):
+        AdvantageConfig(reasoning_coef=-0.5)

@@ -67,6 +67,11 @@ def test_config_guards_the_traps():
     with pytest.raises(ConfigError, match="must be >= 0"):
         load_config(RLRunConfig, None, base + ["marker_mass_coef=-1"])
     assert load_config(RLRunConfig, None, base + ["marker_mass_coef=0.5"]).marker_mass_coef == 0.5
+    with pytest.raises(ConfigError, match="reasoning_coef: only the 'dual' estimator"):
+        load_config(RLRunConfig, None, base + ["estimator=grpo", "reasoning_coef=0"])
+    with pytest.raises(ConfigError, match="reasoning_coef must be >= 0"):
+        load_config(RLRunConfig, None, base + ["reasoning_coef=-0.5"])
+    assert load_config(RLRunConfig, None, base + ["reasoning_coef=0"]).reasoning_coef == 0.0
 
 
 def test_every_grpo_config_field_is_a_recipe_key_checked_by_trl(sft_model, bench_dir, tmp_path):

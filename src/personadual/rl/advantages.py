@@ -52,6 +52,9 @@ distribution (softmax over the marker logits only) and V(x, m) = E_{y ~ pi(.|x,m
   and over the forced split, sum_i p(m_i|x)/q(m_i) grad log pi(m_i|x) = G grad log M. So adding
   lambda * p(m_i|x)/q(m_i) to each marker advantage ascends lambda * log M, the markers' total
   probability, and leaves p(m|x), the mode choice, to the selection term.
+* Reasoning scale (``reasoning_coef``, 1 by default). 0 leaves only the selection term: RL learns
+  when to use each mode and does not retrain how either mode reasons, which an SFT model may
+  already do better than a few hundred noisy rollouts would teach it.
 * ``split_modes=False`` treats the whole group as one mode: it is then ``grpo`` exactly.
 """
 
@@ -72,12 +75,13 @@ class AdvantageConfig:
     prefix_weight: float = 2.0  # dual_paper: marker tokens get this multiple ("prefix strengthening")
     weight_reasoning: bool = False  # dual: reasoning advantages times p(m|x)/q(m) (the gradient of J)
     marker_mass_coef: float = 0.0  # dual: lambda, ascend lambda * log sum_m pi(m|x) (keeps the markers' mass)
+    reasoning_coef: float = 1.0  # dual: scale of the reasoning advantages (0 = RL moves the mode choice alone)
 
     def __post_init__(self):
         if self.scale_rewards not in ("group", "none"):
             raise ValueError(f"scale_rewards: expected 'group' or 'none', got {self.scale_rewards!r}")
-        if self.eps <= 0 or self.alpha < 0 or self.marker_mass_coef < 0:
-            raise ValueError("eps must be > 0, alpha and marker_mass_coef >= 0")
+        if self.eps <= 0 or self.alpha < 0 or self.marker_mass_coef < 0 or self.reasoning_coef < 0:
+            raise ValueError("eps must be > 0, alpha, marker_mass_coef and reasoning_coef >= 0")
 
 
 class SeqAdvantages(NamedTuple):
@@ -183,7 +187,7 @@ def dual(rewards, group_ids, mode_ids, n_modes, mode_probs=None, cfg=AdvantageCo
         marker = marker + cfg.marker_mass_coef * (sub_p / sub_q)[s_seg]
     if cfg.weight_reasoning:
         reasoning = reasoning * (sub_p / sub_q)[s_seg]
-    return SeqAdvantages(reasoning, marker)
+    return SeqAdvantages(cfg.reasoning_coef * reasoning, marker)
 
 
 # ---------------------------------------------------------------------------------------------

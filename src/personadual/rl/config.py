@@ -49,6 +49,8 @@ class RLRunConfig(GRPOConfig):
                                         "it is used", False)
     marker_mass_coef: float = help_field("dual: lambda, ascend lambda * log p(any marker | x) so RL cannot leak the "
                                          "markers' probability to other tokens (0 = off)", 0.0)
+    reasoning_coef: float = help_field("dual: scale of the reasoning tokens' advantages (0 = RL trains the mode choice "
+                                       "alone)", 1.0)
     rewards: dict = help_field(f"reward name -> weight; names: {', '.join(REWARDS)} (TRL's reward_weights follow)",
                                factory=lambda: {"accuracy": 0.9, "format": 0.1})
     judge: JudgeSpec | None = help_field("optional judge-model reward", None)
@@ -97,8 +99,11 @@ class RLRunConfig(GRPOConfig):
             raise ValueError(f"rewards: unknown reward(s) {sorted(unknown)}; known: {list(REWARDS)}")
         if self.scale_rewards not in ("group", "none"):
             raise ValueError(f"scale_rewards: expected 'group' or 'none', got {self.scale_rewards!r}")
-        if self.alpha < 0 or self.marker_mass_coef < 0:
-            raise ValueError("alpha and marker_mass_coef must be >= 0")
+        if self.alpha < 0 or self.marker_mass_coef < 0 or self.reasoning_coef < 0:
+            raise ValueError("alpha, marker_mass_coef and reasoning_coef must be >= 0")
+        if self.reasoning_coef != 1.0 and self.estimator != "dual":
+            raise ValueError(f"reasoning_coef: only the 'dual' estimator splits reasoning from marker credit; "
+                             f"estimator is {self.estimator!r}")
         if self.marker_mass_coef and not (self.estimator == "dual" and self.force_modes):
             raise ValueError("marker_mass_coef needs estimator 'dual' with force_modes (it weights forced markers by p/q)")
         if self.vllm_mode not in ("colocate", "server"):

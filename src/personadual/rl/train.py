@@ -56,7 +56,8 @@ def build_trainer(cfg: RLRunConfig, model=None, tok=None):
     marker_ids = modes_lib.marker_token_ids(tok, modes)
     peft_config = cfg.lora.to_peft(model, marker_ids) if cfg.lora is not None else None
     adv_cfg = AdvantageConfig(scale_rewards=cfg.scale_rewards, alpha=cfg.alpha, prefix_weight=cfg.prefix_weight,
-                              weight_reasoning=cfg.weight_reasoning, marker_mass_coef=cfg.marker_mass_coef)
+                              weight_reasoning=cfg.weight_reasoning, marker_mass_coef=cfg.marker_mass_coef,
+                              reasoning_coef=cfg.reasoning_coef)
     trainer = DualGRPOTrainer(
         model=model, reward_funcs=reward_functions(cfg), args=cfg, train_dataset=Dataset.from_list(rows),
         processing_class=tok, peft_config=peft_config, callbacks=[MarkCompleteCallback()], modes=modes,
