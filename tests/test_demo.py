@@ -264,7 +264,6 @@ def test_a_model_that_misplaces_the_personalized_mode_is_named():
     assert check_verdict({**check, "misplaces_personalized": False}) == "ok"
 
 
-@pytest.mark.slow
 def test_a_claim_whose_goal_lies_inside_its_paired_interval_is_marked_within_noise(tmp_path):
     """Claim 2 (misaligned within 2 points of none) on 40 questions: a 2.5-point loss is inside the split's
     noise; a 50-point loss is beyond it. The verdict itself stays the point estimate's."""
@@ -288,6 +287,7 @@ def test_a_claim_whose_goal_lies_inside_its_paired_interval_is_marked_within_noi
     assert far[4] is None and noise_sentence(None) == ""  # no balanced-accuracy comparison given: no interval
 
 
+@pytest.mark.slow
 def test_grid_runs_the_demo_per_seed_and_kernel_then_judges_every_run(tmp_path):
     """Two short runs (the machine's kernels and torch's default ones) as real subprocesses; a rerun reads them back."""
     from personadual.experiments.grid import GridPlan, run_grid

@@ -150,6 +150,8 @@ def verdict_cell(claim: dict) -> str:
 
 def write_grid(out: Path, rows: list[dict]) -> str:
     """OUT/grid.json and OUT/grid.md: a row per run, a PASS/FAIL cell per claim, the failures spelt out."""
+    from .demo_report import RL_CLAIM, noise_sentence
+
     head = ["run", "kernel in force", *CLAIM_NAMES, "sft_dual decisive (test)", "sft_dual val check", "rl_dual val check",
             "seconds"]
     verdicts = [c for r in rows for c in r["claims"]]
@@ -164,8 +166,6 @@ def write_grid(out: Path, rows: list[dict]) -> str:
                  str(r["sft_dual_decisive"]), r.get("sft_dual_check", "not checked"),
                  r.get("rl_dual_check", "not checked"), f"{r['seconds']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
-    from .demo_report import RL_CLAIM, noise_sentence
-
     failed = [(r["run"], c["text"] + noise_sentence(c.get("interval"), show_span=k != RL_CLAIM))
               for r in rows for k, c in enumerate(r["claims"]) if not c["pass"]]
     if failed:
