@@ -279,3 +279,23 @@ def test_unverified_cross_mode_traces_define_every_mode_on_every_item_without_te
     marker_of = {"[General_mode]": "general", "[Personalized_mode]": "personalized"}
     assert all((e["prompt"], marker_of[e["completion"].split("\n")[0]]) in verified for e in trained_marker)
     assert len(exs) == sum(len(it.traces) for it in items if it.preferred_mode in it.traces)
+
+
+def test_without_the_mode_choice_every_item_trains_both_modes_each_with_its_marker(bench_dir, tiny_dir):
+    """teach_mode_choice=False: both traces of every item, right or wrong, each marker in the loss, so each
+    prompt trains the two markers equally often (even odds) whatever the item's preferred mode."""
+    from collections import Counter
+
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_dir)
+    items = read_items(bench_dir / "train.jsonl")
+    exs = build_examples(items, "dual", tok, teach_mode_choice=False)
+    assert not any("marker_in_loss" in e for e in exs)
+    per_prompt = Counter((e["prompt"], e["completion"].split("\n")[0]) for e in exs)
+    prompts = {p for p, _ in per_prompt}
+    assert all(per_prompt[(p, "[General_mode]")] == per_prompt[(p, "[Personalized_mode]")] > 0 for p in prompts)
+    mis = next(it for it in items if it.condition == "misaligned")  # its wrong personalized trace is taught too
+    assert (modes_lib.render_prompt(tok, mis.question, mis.persona), "[Personalized_mode]") in per_prompt
+    taught = build_examples(items, "dual", tok)
+    assert len(exs) > len(taught)  # the default teaches the preferred mode's marker only

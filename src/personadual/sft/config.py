@@ -26,6 +26,8 @@ class SFTRunConfig(SFTConfig):
                                                 "marker is context, so the mode choice learns only the preferred mode)", True)
     cross_mode_unverified: bool = help_field("dual mix: those extra traces include the other mode's wrong ones too (marker "
                                              "as context), so each mode is defined on every item", False)
+    teach_mode_choice: bool = help_field("dual mix: false trains both modes' traces of every item with both markers (right "
+                                         "or wrong): no mode preference, the choice is left to RL", True)
     eval_data: str | None = help_field("items for the end-of-run check (JSONL or directory: its val.jsonl)", None)
     eval_limit: int = help_field("how many eval items to generate for the end-of-run check (0 = none)", 400)
     limit: int | None = help_field("use only the first N training items", None)

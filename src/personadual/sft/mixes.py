@@ -21,6 +21,9 @@ verifies), except `persona_prompted`, which is the naive pipeline that does not 
   same recipe can end with modes apart or with one model twice. A wrong trace never teaches the
   mode choice (its marker is not in the loss), so a model that picks its own mode still answers
   with what verified.
+  ``teach_mode_choice=False`` trains both modes' traces of every item, right or wrong, each with its
+  marker in the loss: SFT then teaches two ways to reason and no preference between them (even odds
+  on every item), and the mode choice is left to RL alone.
 - ``general_only``: the general trace of every item it solves (one mode, persona in the prompt).
 - ``personalized_only``: the personalized trace of every item it solves (helpful, irrelevant, none,
   personalized, some ambiguous; never misaligned, since following that persona is wrong).
@@ -66,7 +69,8 @@ ALL_MIXES = (*MIXES, "pretrain")
 def build_examples(items: Iterable[Item], mix: str, tokenizer, modes: modes_lib.ModeSet = modes_lib.DEFAULT_MODES,
                    persona_template: str = modes_lib.PAPER_PERSONA_TEMPLATE, cross_mode_share: float = 0.0,
                    seed: int = 0, chat_template_kwargs: dict | None = None,
-                   cross_mode_trains_marker: bool = True, cross_mode_unverified: bool = False) -> list[Example]:
+                   cross_mode_trains_marker: bool = True, cross_mode_unverified: bool = False,
+                   teach_mode_choice: bool = True) -> list[Example]:
     """Items -> prompt/completion text pairs (prompt rendered with the model's template and
     ``chat_template_kwargs``); `personadual.tokenization.example_ids` turns each into training ids."""
     if mix not in ALL_MIXES:
@@ -94,14 +98,16 @@ def build_examples(items: Iterable[Item], mix: str, tokenizer, modes: modes_lib.
         if mode is None or mode not in it.traces:
             continue
         chosen = [mode]
-        if mix == "dual" and cross_mode_share > 0 and random.Random(f"{seed}-{it.id}").random() < cross_mode_share:
+        if mix == "dual" and not teach_mode_choice:  # both traces, both markers: even odds on every item
+            chosen += [m for m in it.traces if m != mode]
+        elif mix == "dual" and cross_mode_share > 0 and random.Random(f"{seed}-{it.id}").random() < cross_mode_share:
             chosen += [m for m in it.traces if m != mode and (cross_mode_unverified or it.trace_correct(m))]
         prompt = modes_lib.render_prompt(tokenizer, it.question, it.persona, chat_template_kwargs,
                                          persona_template=persona_template)
         for m in chosen:
             tr = it.traces[m]
             ex = {"prompt": prompt, "completion": modes_lib.format_response(m, tr.reasoning, tr.answer, modes) + eos}
-            if m != mode and not (cross_mode_trains_marker and it.trace_correct(m)):
+            if teach_mode_choice and m != mode and not (cross_mode_trains_marker and it.trace_correct(m)):
                 ex["marker_in_loss"] = False  # the marker is given, as a forced one is: only the reasoning is taught
             out.append(ex)
     return out
