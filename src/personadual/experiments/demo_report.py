@@ -87,6 +87,18 @@ NAIVE = ("sft_persona_prompted", "sft_personalized_only")  # the baselines that 
 NAIVE_LOSS, NEAR_FREE, HELPFUL_GAIN, PERSONALIZED_WITHIN = 0.10, 0.02, 0.03, 0.02
 
 
+def _personalized(metrics: dict[str, dict], name: str) -> float:
+    return (metrics[name].get("personalized_acc") or {"mean": 0.0})["mean"]
+
+
+def compared_models(metrics: dict[str, dict], naive_models: tuple[str, ...] = NAIVE,
+                    baselines: tuple[str, ...] = BASELINES) -> tuple[str, str]:
+    """The models claims 1 and 4 are judged against: the naive baseline that misaligned personas hurt
+    most, and the baseline with the best personalized accuracy (the verdict and its interval use both)."""
+    worst = max(naive_models, key=lambda n: metrics[n]["interference"]["misaligned"])
+    return worst, max(baselines, key=lambda n: _personalized(metrics, n))
+
+
 def claims(metrics: dict[str, dict], diffs: dict[str, dict] | None = None, naive_models: tuple[str, ...] = NAIVE,
            baselines: tuple[str, ...] = BASELINES) -> list[tuple[bool, str]]:
     """(holds?, sentence) for each claim the demo is meant to reproduce; ``diffs`` adds paired CIs.
@@ -94,18 +106,16 @@ def claims(metrics: dict[str, dict], diffs: dict[str, dict] | None = None, naive
     baselines passes the ones it has)."""
     diffs = diffs or {}
     acc = lambda n, c: metrics[n]["acc"][c]["mean"]  # noqa: E731
-    pers = lambda n: (metrics[n].get("personalized_acc") or {"mean": 0.0})["mean"]  # noqa: E731
-    out = []
-    naive = {n: metrics[n]["interference"]["misaligned"] for n in naive_models}
-    worst = max(naive, key=naive.get)
-    out.append((naive[worst] >= NAIVE_LOSS, f"Interference is real for the naive baselines: {worst} loses "
-                f"{100 * naive[worst]:.1f} points under misaligned personas (goal >= 10)."))
+    pers = lambda n: _personalized(metrics, n)  # noqa: E731
+    worst, best = compared_models(metrics, naive_models, baselines)
+    loss = metrics[worst]["interference"]["misaligned"]
+    out = [(loss >= NAIVE_LOSS, f"Interference is real for the naive baselines: {worst} loses "
+            f"{100 * loss:.1f} points under misaligned personas (goal >= 10).")]
     d = "rl_dual"
     out.append((acc(d, "misaligned") >= acc(d, "none") - NEAR_FREE, f"PersonaDual (dual SFT + DualGRPO) is near "
                 f"interference-free: {100 * acc(d, 'misaligned'):.1f}% misaligned vs {100 * acc(d, 'none'):.1f}% no persona (goal: within 2 points)."))
     out.append((acc(d, "helpful") >= acc(d, "none") + HELPFUL_GAIN, f"It gains from helpful personas: "
                 f"{100 * acc(d, 'helpful'):.1f}% vs {100 * acc(d, 'none'):.1f}% (goal: +3 points)."))
-    best = max(baselines, key=pers)
     out.append((pers(d) >= pers(best) - PERSONALIZED_WITHIN, f"Its personalized accuracy {100 * pers(d):.1f}% is within 2 points "
                 f"of the best personalized baseline ({best}: {100 * pers(best):.1f}%) or above."))
     sft = {k: (metrics["sft_dual"].get(k) or 0.0, metrics[d].get(k) or 0.0) for k in ("hacc", "balanced_acc")}
@@ -125,7 +135,8 @@ def claim_intervals(eval_dir: Path, metrics: dict[str, dict], diffs: dict[str, d
     to rise, and only balanced accuracy has a paired interval (HAcc's decisive items differ between the
     two models), so where HAcc alone fails, claim 5 gets none."""
     diffs = diffs if diffs is not None else {}
-    correct = {n: load_correct(eval_dir / n) for n in {"rl_dual", *naive_models, *baselines}
+    worst, best = compared_models(metrics, naive_models, baselines)
+    correct = {n: load_correct(eval_dir / n) for n in {"rl_dual", worst, best}
                if (eval_dir / n / "predictions.jsonl").exists()}
     if "rl_dual" not in correct:
         return [None] * 5
@@ -133,14 +144,11 @@ def claim_intervals(eval_dir: Path, metrics: dict[str, dict], diffs: dict[str, d
     def with_goal(interval: dict | None, goal: float) -> dict | None:
         return None if interval is None else {**interval, "goal": goal}
 
-    naive = {n: metrics[n]["interference"]["misaligned"] for n in naive_models if n in correct}
-    pers = lambda n: (metrics[n].get("personalized_acc") or {"mean": 0.0})["mean"]  # noqa: E731
-    best = max((b for b in baselines if b in correct), key=pers, default=None)
     ours = correct["rl_dual"]
-    out = [with_goal(paired_condition_diff(correct[max(naive, key=naive.get)], "none", "misaligned"), NAIVE_LOSS) if naive else None,
+    out = [with_goal(paired_condition_diff(correct[worst], "none", "misaligned"), NAIVE_LOSS) if worst in correct else None,
            with_goal(paired_condition_diff(ours, "misaligned", "none"), -NEAR_FREE),
            with_goal(paired_condition_diff(ours, "helpful", "none"), HELPFUL_GAIN),
-           with_goal(paired_item_diff(ours, correct[best], "personalized"), -PERSONALIZED_WITHIN) if best else None]
+           with_goal(paired_item_diff(ours, correct[best], "personalized"), -PERSONALIZED_WITHIN) if best in correct else None]
     bal = diffs.get("sft_dual")
     hacc_up = (metrics["rl_dual"].get("hacc") or 0.0) > (metrics["sft_dual"].get("hacc") or 0.0)
     out.append(with_goal(bal, 0.0) if bal and (hacc_up or bal["lo"] <= 0.0) else None)
