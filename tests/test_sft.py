@@ -80,6 +80,25 @@ def test_config_errors_name_the_file_and_key(tmp_path):
     assert cfg.lora.r == 4 and cfg.lora.alpha == 32
 
 
+def test_knobs_a_mix_without_a_taught_mode_choice_ignores_are_named_in_a_warning(caplog):
+    """teach_mode_choice=false already trains every item's both traces, so cross_mode_* settings do nothing
+    there: the recipe's own (cross_mode_share 0.5, unverified) must be named, not silently dropped."""
+    import logging
+
+    base = ["model=m", "data=d", "output_dir=o"]
+    with caplog.at_level(logging.WARNING, logger="personadual.sft.config"):
+        load_config(SFTRunConfig, "recipes/tiny-cpu/sft.yaml", base + ["teach_mode_choice=false"])
+    warned = [r.getMessage() for r in caplog.records if r.name == "personadual.sft.config"]
+    assert len(warned) == 1
+    assert "cross_mode_share=0.5" in warned[0] and "cross_mode_unverified=True" in warned[0]
+    assert "cross_mode_trains_marker" not in warned[0]  # left at its default: nothing to say
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="personadual.sft.config"):
+        load_config(SFTRunConfig, "recipes/tiny-cpu/sft.yaml", base)  # the recipe as it is: knobs in use
+        load_config(SFTRunConfig, None, base + ["teach_mode_choice=false"])  # nothing set to ignore
+    assert not [r for r in caplog.records if r.name == "personadual.sft.config"]
+
+
 def test_every_sft_config_field_is_a_recipe_key_checked_by_trl(tmp_path):
     from trl import SFTConfig
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from dataclasses import dataclass
 
 from trl import SFTConfig
@@ -11,6 +13,12 @@ from ..modes import DEFAULT_MARKERS
 from ..tokenization import check_marker_init
 from ..training import LoraSpec
 from .mixes import ALL_MIXES
+
+log = logging.getLogger(__name__)
+
+# Knobs of how the dual mix adds an item's other-mode trace: without a taught mode choice every trace is
+# trained anyway, so they change nothing.
+CROSS_MODE_KNOBS = ("cross_mode_share", "cross_mode_trains_marker", "cross_mode_unverified")
 
 @dataclass
 class SFTRunConfig(SFTConfig):
@@ -81,6 +89,12 @@ class SFTRunConfig(SFTConfig):
         if self.separation_steps and not self.eval_data:
             raise ValueError("separation_steps needs eval_data (its val items are what the modes are checked on)")
         check_marker_init(self.marker_init)
+        if self.mix == "dual" and not self.teach_mode_choice:
+            ignored = ignored_cross_mode_knobs(self)
+            if ignored:
+                log.warning("teach_mode_choice=false trains both traces of every item with both markers, so %s "
+                            "change nothing; drop them, or set teach_mode_choice=true to use them",
+                            ", ".join(f"{k}={getattr(self, k)}" for k in ignored))
         if self.save_steps < 1:
             raise ValueError("save_steps must be >= 1")
         if self.completion_only_loss is False:
@@ -88,3 +102,10 @@ class SFTRunConfig(SFTConfig):
         self.completion_only_loss = True
         fill_trl_defaults(self)
         super().__post_init__()
+
+
+def ignored_cross_mode_knobs(cfg: SFTRunConfig) -> list[str]:
+    """The cross_mode_* fields set away from their defaults: what a dual mix without a taught mode
+    choice ignores (it already trains every item's both traces)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(SFTRunConfig)}
+    return [k for k in CROSS_MODE_KNOBS if getattr(cfg, k) != defaults[k]]
