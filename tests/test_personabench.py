@@ -119,3 +119,19 @@ def test_rl_condition_weights_shape_the_rl_split_only(tmp_path):
     assert len({it.condition for it in splits["train"]}) > 1
     with pytest.raises(ValueError, match="rl_condition_weights must sum to 1"):
         BenchConfig(rl_condition_weights={"none": 0.5})
+
+
+def test_records_questions_can_only_be_guessed_without_the_persona():
+    """The records family gives no fact about its question: the general trace always guesses A (right exactly when
+    the gold is A), while a helpful persona names the gold, so only that persona leads to it."""
+    splits = build(BenchConfig(seed=0, families=("lookup", "records"), difficulty={"lookup": [3, 5], "records": [3, 5]},
+                               train_bases=60, eval_bases={"val": 2, "test": 30}, personalized={"train": 2, "val": 2, "test": 2}))
+    recs = [it for it in splits["test"] if it.family == "records"]
+    assert recs and {it.traces["general"].answer for it in recs} == {"A"}
+    assert all(it.trace_correct("general") == (it.gold == "A") for it in recs)
+    assert 0.1 < sum(it.gold == "A" for it in recs) / len(recs) < 0.5  # the gold is drawn, not the guess
+    helpful = [it for it in recs if it.condition == "helpful"]
+    assert helpful and all(it.trace_correct("personalized") and it.gold in it.persona for it in helpful)
+    none = [it for it in recs if it.condition == "none"]
+    assert all(it.traces["personalized"].answer == "A" for it in none)  # no persona: the personalized mode guesses too
+

@@ -70,12 +70,13 @@ def preferred_mode(condition: str) -> str:
 
 def _objective_item(split, fam, i, condition, base, rng, pool) -> Item:
     persona, pull, p_reasoning = persona_for(condition, base, rng, pool)
-    p_answer = pull if condition in ("helpful", "misaligned", "ambiguous") else base.gold
+    general_answer = base.general_answer or base.gold
+    p_answer = pull if condition in ("helpful", "misaligned", "ambiguous") else general_answer
     return Item(
         id=f"{split}-{fam}-{i:05d}-{condition}", base_id=f"{split}-{fam}-{i:05d}", split=split,
         kind="objective", family=fam, difficulty=base.difficulty, condition=condition,
         question=base.question, options=base.options, gold=base.gold, persona=persona, persona_pull=pull,
-        traces={"general": Trace(reasoning=base.general_reasoning, answer=base.gold),
+        traces={"general": Trace(reasoning=base.general_reasoning, answer=general_answer),
                 "personalized": Trace(reasoning=p_reasoning, answer=p_answer)},
         preferred_mode=preferred_mode(condition),
     )

@@ -26,6 +26,7 @@ class Base:
     gold: str
     general_reasoning: str
     meta: dict = field(default_factory=dict)
+    general_answer: str | None = None  # what the general trace answers, where it cannot reach the gold (None: the gold)
 
 
 def lookup(rng: random.Random, difficulty: int, names: list[str]) -> Base:
@@ -92,6 +93,22 @@ def convert(rng: random.Random, difficulty: int, names: list[str]) -> Base:
     return Base("convert", difficulty, question, list(LETTERS[:4]), LETTERS[k], reasoning)
 
 
+def records(rng: random.Random, difficulty: int, names: list[str]) -> Base:
+    """Unknowable from the question: which city a person moved to, with no fact given. The general
+    mode can only guess, and always guesses the first option (right on 1 in ``difficulty``); a persona
+    who keeps the records knows the answer. The family where a helpful persona is the only way to the
+    gold: its gain is the data's, not an accident of how well a small model solves, and the guess
+    is the same under every persona, so a persona cannot bend it."""
+    n = difficulty
+    who = rng.choice(names)
+    cities = rng.sample(vocab.CITIES, n)
+    k = rng.randrange(n)
+    opts = " ".join(f"{LETTERS[i]} {c} ." for i, c in enumerate(cities))
+    question = f"{opts} which city did {who} move to last year ?"
+    return Base("records", n, question, list(LETTERS[:n]), LETTERS[k], f"no record of {who} here . guess A .",
+                general_answer="A")
+
+
 def scan_options(values: list, target) -> str:
     """Walk the options in letter order until one matches: ``A 20 no . B 10 yes . so B .``
 
@@ -119,4 +136,4 @@ def _distractors(rng: random.Random, right: int, candidates: list[int]) -> list[
     return values
 
 
-FAMILIES = {"lookup": lookup, "compare": compare, "arith": arith, "convert": convert}
+FAMILIES = {"lookup": lookup, "compare": compare, "arith": arith, "convert": convert, "records": records}

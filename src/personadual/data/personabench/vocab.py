@@ -40,12 +40,14 @@ HELPFUL_ROLES_TRAIN = {
     "compare": ["town registrar", "school clerk", "family doctor"],
     "arith": ["shop keeper", "accountant"],
     "convert": ["engineer", "builder"],
+    "records": ["postman", "moving agent", "landlord"],
 }
 HELPFUL_ROLES_HELDOUT = {
     "lookup": ["city clerk"],
     "compare": ["census officer"],
     "arith": ["cashier"],
     "convert": ["lab technician"],
+    "records": ["city clerk"],
 }
 OTHER_ROLES_TRAIN = "chef pilot farmer painter sailor singer baker dancer poet tailor".split()
 OTHER_ROLES_HELDOUT = "florist jeweller barber".split()
