@@ -318,3 +318,32 @@ def test_without_the_mode_choice_every_item_trains_both_modes_each_with_its_mark
     assert (modes_lib.render_prompt(tok, mis.question, mis.persona), "[Personalized_mode]") in per_prompt
     taught = build_examples(items, "dual", tok)
     assert len(exs) > len(taught)  # the default teaches the preferred mode's marker only
+
+
+def test_open_choice_conditions_train_both_verified_modes_with_their_markers_there_only(bench_dir, tiny_dir):
+    """open_choice_conditions=[helpful]: a helpful item trains both its (right) traces, each marker in the loss, so
+    SFT prefers neither mode there; every other condition's examples are exactly the taught mix's."""
+    from collections import Counter
+
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_dir)
+    items = read_items(bench_dir / "train.jsonl")
+    kw = dict(cross_mode_share=0.5, cross_mode_unverified=True, seed=0)
+    taught, open_ = build_examples(items, "dual", tok, **kw), build_examples(items, "dual", tok, open_choice_conditions=["helpful"], **kw)
+    helpful = {modes_lib.render_prompt(tok, it.question, it.persona) for it in items if it.condition == "helpful"}
+    assert helpful
+    markers = Counter((e["prompt"], e["completion"].split("\n")[0]) for e in open_ if e["prompt"] in helpful
+                      and e.get("marker_in_loss", True))
+    assert all(markers[(p, "[General_mode]")] == markers[(p, "[Personalized_mode]")] == 1 for p in helpful)
+    rest = lambda exs: [e for e in exs if e["prompt"] not in helpful]  # noqa: E731
+    assert rest(open_) == rest(taught)
+    # a condition whose other trace is wrong (misaligned) stays taught: the wrong trace never trains its marker
+    mis_open = build_examples(items, "dual", tok, open_choice_conditions=["misaligned"], **kw)
+    assert [e for e in mis_open if e.get("marker_in_loss", True)] == [e for e in taught if e.get("marker_in_loss", True)]
+
+
+def test_open_choice_conditions_must_be_persona_conditions():
+    base = ["model=m", "data=d", "output_dir=o"]
+    with pytest.raises(ConfigError, match="open_choice_conditions"):
+        load_config(SFTRunConfig, None, base + ["open_choice_conditions=[helpfull]"])

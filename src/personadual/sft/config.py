@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import typing
 from dataclasses import dataclass
 
 from trl import SFTConfig
 
 from ..config import fill_trl_defaults, help_field, remember_given
+from ..data.schema import Condition
 from ..modes import DEFAULT_MARKERS
 from ..tokenization import check_marker_init
 from ..training import LoraSpec
@@ -36,6 +38,11 @@ class SFTRunConfig(SFTConfig):
                                              "as context), so each mode is defined on every item", False)
     teach_mode_choice: bool = help_field("dual mix: false trains both modes' traces of every item with both markers (right "
                                          "or wrong): no mode preference, the choice is left to RL", True)
+    open_choice_conditions: list[str] = help_field("dual mix: persona conditions whose mode choice SFT leaves open (every "
+                                                   "mode whose trace is right is trained, marker included: even odds "
+                                                   "where both are), for RL's reward to settle, e.g. [helpful]", factory=list)
+    max_steps_by_mix: dict = help_field("steps for the named mixes instead of max_steps, e.g. {dual: 450}: a mix with "
+                                        "more examples per item gets as many passes over its data as the others", factory=dict)
     eval_data: str | None = help_field("items for the end-of-run check (JSONL or directory: its val.jsonl)", None)
     eval_limit: int = help_field("how many eval items to generate for the end-of-run check (0 = none)", 400)
     limit: int | None = help_field("use only the first N training items", None)
@@ -72,6 +79,10 @@ class SFTRunConfig(SFTConfig):
     completion_only_loss: bool | None = help_field("fixed: the loss is on completions only (the prompt is context)", True)
 
     def __post_init__(self):
+        unknown_mixes = set(self.max_steps_by_mix) - set(ALL_MIXES)
+        if unknown_mixes:
+            raise ValueError(f"max_steps_by_mix: unknown mix(es) {sorted(unknown_mixes)}; known: {list(ALL_MIXES)}")
+        self.max_steps = int(self.max_steps_by_mix.get(self.mix, self.max_steps))
         remember_given(self)
         missing = [k for k in ("model", "data", "output_dir") if not getattr(self, k)]
         if missing:
@@ -89,6 +100,9 @@ class SFTRunConfig(SFTConfig):
         if self.separation_steps and not self.eval_data:
             raise ValueError("separation_steps needs eval_data (its val items are what the modes are checked on)")
         check_marker_init(self.marker_init)
+        unknown = set(self.open_choice_conditions) - set(typing.get_args(Condition))
+        if unknown:
+            raise ValueError(f"open_choice_conditions: unknown {sorted(unknown)}; known: {list(typing.get_args(Condition))}")
         if self.mix == "dual" and not self.teach_mode_choice:
             ignored = ignored_cross_mode_knobs(self)
             if ignored:

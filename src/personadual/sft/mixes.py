@@ -24,6 +24,11 @@ verifies), except `persona_prompted`, which is the naive pipeline that does not 
   ``teach_mode_choice=False`` trains both modes' traces of every item, right or wrong, each with its
   marker in the loss: SFT then teaches two ways to reason and no preference between them (even odds
   on every item), and the mode choice is left to RL alone.
+  ``open_choice_conditions`` does that for some persona conditions only, and only with traces that
+  verify: an item of such a condition trains every mode whose trace is right, each behind its marker
+  in the loss. Where both modes are right (a helpful persona: its records name the gold, and solving
+  finds it too) SFT gives even odds, and which mode pays on such items is left to RL's reward; the
+  other conditions' choice is taught as usual.
 - ``general_only``: the general trace of every item it solves (one mode, persona in the prompt).
 - ``personalized_only``: the personalized trace of every item it solves (helpful, irrelevant, none,
   personalized, some ambiguous; never misaligned, since following that persona is wrong).
@@ -70,7 +75,7 @@ def build_examples(items: Iterable[Item], mix: str, tokenizer, modes: modes_lib.
                    persona_template: str = modes_lib.PAPER_PERSONA_TEMPLATE, cross_mode_share: float = 0.0,
                    seed: int = 0, chat_template_kwargs: dict | None = None,
                    cross_mode_trains_marker: bool = True, cross_mode_unverified: bool = False,
-                   teach_mode_choice: bool = True) -> list[Example]:
+                   teach_mode_choice: bool = True, open_choice_conditions: Iterable[str] = ()) -> list[Example]:
     """Items -> prompt/completion text pairs (prompt rendered with the model's template and
     ``chat_template_kwargs``); `personadual.tokenization.example_ids` turns each into training ids."""
     if mix not in ALL_MIXES:
@@ -92,7 +97,7 @@ def build_examples(items: Iterable[Item], mix: str, tokenizer, modes: modes_lib.
             prompt = modes_lib.render_prompt(tokenizer, question, None, chat_template_kwargs)
             out.append({"prompt": prompt, "completion": f"{reasoning}\n{modes_lib.format_answer(answer)}{eos}"})
         return out
-    pick = MIXES[mix]
+    pick, open_choice = MIXES[mix], set(open_choice_conditions)
     for it in items:
         mode = pick(it)
         if mode is None or mode not in it.traces:
@@ -100,6 +105,8 @@ def build_examples(items: Iterable[Item], mix: str, tokenizer, modes: modes_lib.
         chosen = [mode]
         if mix == "dual" and not teach_mode_choice:  # both traces, both markers: even odds on every item
             chosen += [m for m in it.traces if m != mode]
+        elif mix == "dual" and it.condition in open_choice:  # every verified trace, each marker taught: no preference
+            chosen += [m for m in it.traces if m != mode and it.trace_correct(m)]
         elif mix == "dual" and cross_mode_share > 0 and random.Random(f"{seed}-{it.id}").random() < cross_mode_share:
             chosen += [m for m in it.traces if m != mode and (cross_mode_unverified or it.trace_correct(m))]
         prompt = modes_lib.render_prompt(tokenizer, it.question, it.persona, chat_template_kwargs,
@@ -107,7 +114,8 @@ def build_examples(items: Iterable[Item], mix: str, tokenizer, modes: modes_lib.
         for m in chosen:
             tr = it.traces[m]
             ex = {"prompt": prompt, "completion": modes_lib.format_response(m, tr.reasoning, tr.answer, modes) + eos}
-            if teach_mode_choice and m != mode and not (cross_mode_trains_marker and it.trace_correct(m)):
+            taught_marker = it.trace_correct(m) and (cross_mode_trains_marker or it.condition in open_choice)
+            if teach_mode_choice and m != mode and not taught_marker:
                 ex["marker_in_loss"] = False  # the marker is given, as a forced one is: only the reasoning is taught
             out.append(ex)
     return out
