@@ -17,7 +17,7 @@ TOY = {
     "rl": ["max_steps=1", "num_generations=4", "per_device_train_batch_size=8", "max_completion_length=16", "save_steps=1000"],
     "eval": ["--max-new-tokens", "24"],
 }
-MODELS = ["sft_dual", "sft_general_only", "sft_personalized_only", "sft_persona_prompted", "rl_dual", "rl_dual_paper", "rl_grpo"]
+MODELS = ["sft_dual", "sft_general_only", "sft_personalized_only", "sft_persona_prompted", "rl_dual", "rl_grpo"]
 
 
 @pytest.mark.slow
@@ -38,7 +38,8 @@ def test_demo_runs_every_stage_then_resumes(tmp_path):
     assert env["seed"] == 0 and env["torch"] == torch.__version__ and env["cpu_capability"]
     assert f"CPU kernels {env['cpu_capability']}" in (out / "report.md").read_text().split("\n")[2]
     # the val checks of the RL start and of what RL made of it; a 4-step toy model's modes never disagree
-    assert set(summary["stage_checks"]) == {"sft_dual", "rl_dual", "rl_dual_paper", "rl_grpo"}
+    assert set(summary["stage_checks"]) == {"sft_dual", "rl_dual", "rl_grpo"}  # dual_paper: demo-full only
+    assert "rl_dual_paper" not in summary and not (out / "rl_dual_paper").exists()
     for name, check in summary["stage_checks"].items():
         assert check["degenerate"] == (check["decisive_share"] < DEGENERATE_BELOW)
         assert (f"**{name} is DEGENERATE" in (out / "report.md").read_text()) == check["degenerate"]
@@ -60,7 +61,7 @@ def test_demo_runs_every_stage_then_resumes(tmp_path):
 
     result = rl_compare(out, seeds=(0, 1), eval_args=tuple(TOY["eval"]))
     assert set(result) == {"val", "test"}
-    assert set(result["val"]) == {"sft_dual", "rl_dual", "rl_dual_paper", "rl_grpo"}
+    assert set(result["val"]) == {"sft_dual", "rl_dual", "rl_grpo"}
     assert set(result["test"]["rl_grpo"]) == {0, 1} and set(result["test"]["sft_dual"]) == {0}
     # the start's val evaluation is the demo's own stage check: reused, never redone per seed
     assert not list((out / "logs").glob("eval_val_sft_dual_*.log")) and (out / "eval_val" / "sft_dual" / "metrics.json").exists()

@@ -33,7 +33,7 @@ def demo_command(out: Path = typer.Option(Path("runs/demo"), help="output direct
                  seed: int = typer.Option(0, help="seed for data and models"),
                  recipes: Optional[Path] = typer.Option(None, help="recipe folder (default: recipes/tiny-cpu)"),
                  jobs: int = typer.Option(2, help="parallel 1-thread jobs"),
-                 full: bool = typer.Option(False, "--full", help="demo-full: longer RL than the 15-minute demo"),
+                 full: bool = typer.Option(False, "--full", help="demo-full: longer RL, and the authors' estimator (dual_paper) beside dual and grpo"),
                  set_: list[str] = typer.Option([], "--set", help=SET_HELP)):
     """The whole paper on the embedded default (PersonaBench + tiny model). Skips finished stages."""
     from .demo import run_demo
@@ -67,7 +67,8 @@ def rl_compare_command(out: Path = typer.Option(Path("runs/demo"), help="a finis
                        set_: list[str] = typer.Option([], "--set", help="an RL setting to sweep, key=value (repeatable; "
                                                       "needs --tag)"),
                        tag: str = typer.Option(None, help="the sweep's name: its models and report go to OUT/sweeps/TAG"),
-                       estimators: str = typer.Option("dual,dual_paper,grpo", help="which RL estimators to train and compare")):
+                       estimators: str = typer.Option("dual,grpo", help="which RL estimators to train and compare (dual_paper: "
+                                                                       "after `demo --full`, which trains it)")):
     """The SFT start and the RL estimators on val and test, per RL seed (trains missing seeds)."""
     from .rl_compare import rl_compare
 

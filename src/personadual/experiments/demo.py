@@ -1,8 +1,8 @@
 """`personadual demo` / `make demo`: the whole paper on the embedded default, on a 2-core CPU.
 
 PersonaBench -> tiny model -> base "pretraining" -> SFT variants (dual, general_only,
-personalized_only, persona_prompted) -> RL variants from the dual SFT model (dual, dual_paper,
-grpo) -> evaluation of every model on the test split (plus the no-persona upper bound) -> report.
+personalized_only, persona_prompted) -> RL variants from the dual SFT model (dual and grpo;
+dual_paper too with ``full``) -> evaluation of every model on the test split (plus the no-persona upper bound) -> report.
 
 Every stage is skipped when its output is complete (a COMPLETE marker, or metrics.json written
 last), so a rerun after a crash resumes; a resumed stage's time in stage_seconds.json includes what
@@ -29,13 +29,17 @@ STAGES = ("data", "tiny", "base", "sft", "rl", "eval")  # what `overrides` (and 
 SFT_VARIANTS = ("dual", "general_only", "personalized_only", "persona_prompted")
 # `make demo-full`: the demo with twice the RL steps (the first recipe's demo-full figures: docs/results_first_recipe.md)
 FULL_OVERRIDES = {"rl": ["max_steps=300", "save_steps=100"]}
-RL_VARIANTS = ("dual", "dual_paper", "grpo")
+RL_ESTIMATORS = ("dual", "dual_paper", "grpo")  # every estimator the demo can train
+# `make demo`: DualGRPO against plain GRPO, the paper's RL baseline. The authors' estimator as published reduces to
+# GRPO times two under a balanced split (docs/dualgrpo.md), so it joins only in demo-full, as a third job that would
+# otherwise share two cores with these two
+RL_VARIANTS = ("dual", "grpo")
 UPPER_BOUND = "upper_bound_no_persona"
 # The paper's base-model baseline: the pretrained model before any persona or marker, asked as any model is
 # (the plain protocol: the answer read from its text)
 BASE_PLAIN = "base_plain"
 # Models whose forced modes are checked on val: the RL start, and what RL made of it
-CHECKED = ("sft_dual", *(f"rl_{e}" for e in RL_VARIANTS))
+CHECKED = ("sft_dual", *(f"rl_{e}" for e in RL_ESTIMATORS))  # those the run trained
 
 
 @dataclass
@@ -45,6 +49,7 @@ class DemoPlan:
     recipes: Path = Path("recipes/tiny-cpu")
     jobs: int = 2  # parallel 1-thread processes
     overrides: dict = field(default_factory=dict)  # stage -> extra key=value list (demo-full uses it)
+    rl_variants: tuple[str, ...] = RL_VARIANTS
 
 
 class Stages:
@@ -138,12 +143,12 @@ class Stages:
 
     def rl_stage(self) -> bool:
         # all three at once: with two at a time the third would run alone, on one of the cores
-        return self._train_variants("rl", "estimator", RL_VARIANTS, self.out / "sft_dual" / "model", "RL variants",
-                                    parallel=max(self.p.jobs, len(RL_VARIANTS)))
+        return self._train_variants("rl", "estimator", self.p.rl_variants, self.out / "sft_dual" / "model", "RL variants",
+                                    parallel=max(self.p.jobs, len(self.p.rl_variants)))
 
     def models(self) -> dict[str, Path]:
         ms = {f"sft_{m}": self.out / f"sft_{m}" / "model" for m in SFT_VARIANTS}
-        ms.update({f"rl_{e}": self.out / f"rl_{e}" / "model" for e in RL_VARIANTS})
+        ms.update({f"rl_{e}": self.out / f"rl_{e}" / "model" for e in self.p.rl_variants})
         return ms
 
     def eval_stage(self) -> bool:
@@ -152,7 +157,7 @@ class Stages:
                 *(self._eval_job(k, v, "test") for k, v in models.items()),
                 # no mode choice to score once personas are gone: the upper bound runs auto mode only
                 self._eval_job(UPPER_BOUND, models["rl_dual"], "test", drop_persona=True, forced=False),
-                *(self._eval_job(n, models[n], "val") for n in CHECKED if n != "sft_dual")]
+                *(self._eval_job(n, models[n], "val") for n in CHECKED if n in models and n != "sft_dual")]
         return self._evaluate(jobs, "evaluation")
 
     def report_stage(self, upstream_changed: bool = True) -> bool:
@@ -194,12 +199,13 @@ def run_demo(out: str | Path = "runs/demo", seed: int = 0, recipes: str | Path |
     """Run (or resume) the whole pipeline; returns summary.json's content.
 
     ``overrides`` maps a stage (data, tiny, base, sft, rl, eval) to extra ``key=value`` settings
-    (CLI flags for eval): the toy-sized test uses it. ``full`` adds FULL_OVERRIDES (``demo-full``).
+    (CLI flags for eval): the toy-sized test uses it. ``full`` adds FULL_OVERRIDES and the authors'
+    estimator (``demo-full``).
     """
     overrides = merge_overrides(FULL_OVERRIDES if full else {}, overrides or {})
     out = Path(out)
     recipes = Path(recipes) if recipes else find_recipes("tiny-cpu")
-    plan = DemoPlan(out, seed, recipes, jobs, overrides or {})
+    plan = DemoPlan(out, seed, recipes, jobs, overrides or {}, RL_ESTIMATORS if full else RL_VARIANTS)
     st = Stages(plan)
     out.mkdir(parents=True, exist_ok=True)
     clock = StageClock(out)
@@ -213,7 +219,7 @@ def run_demo(out: str | Path = "runs/demo", seed: int = 0, recipes: str | Path |
         if name == "check":
             _warn_about_the_rl_start(st.stage_checks().get("sft_dual", {}))
     times = clock.times
-    summary = build_summary(out, times)
+    summary = build_summary(out, times, plan.rl_variants)
     summary["environment"] = run_environment(seed)
     summary["stage_checks"] = st.stage_checks()
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
@@ -236,7 +242,7 @@ def merge_overrides(*layers: dict) -> dict:
     return {k: [kv for layer in layers for kv in layer.get(k, [])] for k in set().union(*layers)}
 
 
-def build_summary(out: Path, times: dict) -> dict:
+def build_summary(out: Path, times: dict, rl_variants: tuple[str, ...] = RL_VARIANTS) -> dict:
     from ..eval.report import load_run
 
     def entry(m: dict) -> dict:
@@ -246,7 +252,7 @@ def build_summary(out: Path, times: dict) -> dict:
                 "interference": m["interference"]["misaligned"], "helpful_gain": m["helpful_gain"],
                 "mode_share_personalized": {c: s.get("personalized", 0.0) for c, s in m.get("mode_share", {}).items()}}
 
-    names = [BASE_PLAIN, *(f"sft_{m}" for m in SFT_VARIANTS), *(f"rl_{e}" for e in RL_VARIANTS), UPPER_BOUND]
+    names = [BASE_PLAIN, *(f"sft_{m}" for m in SFT_VARIANTS), *(f"rl_{e}" for e in rl_variants), UPPER_BOUND]
     summary = {n: entry(load_run(out / "eval" / n)) for n in names}
     summary["stage_seconds"] = times
     return summary

@@ -73,9 +73,10 @@ def stage_check_lines(checks: dict[str, dict]) -> list[str]:
 
 
 def paired_diffs(eval_dir: Path, rivals: tuple[str, ...] = RIVALS) -> dict[str, dict]:
-    """rivals -> balanced accuracy of rl_dual minus theirs, with a paired bootstrap 95% CI."""
+    """rivals the run evaluated -> balanced accuracy of rl_dual minus theirs, with a paired bootstrap 95% CI."""
     ours = load_correct(eval_dir / "rl_dual")
-    return {r: paired_balanced_diff(ours, load_correct(eval_dir / r)) for r in rivals}
+    return {r: paired_balanced_diff(ours, load_correct(eval_dir / r)) for r in rivals
+            if (eval_dir / r / "predictions.jsonl").exists()}
 
 
 def _ci(d: dict | None, what: str = "difference") -> str:
@@ -178,11 +179,12 @@ def measurements(metrics: dict[str, dict], diffs: dict[str, dict] | None = None)
     """What the demo measures beside the paper's claims, without a verdict: the estimators side by side
     and the mode choice against what any fixed choice could reach."""
     diffs = diffs or {}
-    bal = {n: metrics[n]["balanced_acc"] or 0.0 for n in ("rl_dual", "rl_dual_paper", "rl_grpo")}
+    rl = [n for n in ("rl_dual", "rl_dual_paper", "rl_grpo") if n in metrics]
+    bal = {n: metrics[n]["balanced_acc"] or 0.0 for n in rl}
     out = ["Estimators on balanced accuracy (objective over all conditions, and personalized): " +
            ", ".join(f"{k} {100 * v:.1f}" for k, v in bal.items()) + "; rl_dual minus " +
-           "; minus ".join(f"{r} {100 * (bal['rl_dual'] - bal[r]):+.1f}{_ci(diffs.get(r))}" for r in RIVALS[:2]) + "."]
-    for n in ("rl_dual", "rl_dual_paper", "rl_grpo"):
+           "; minus ".join(f"{r} {100 * (bal['rl_dual'] - bal[r]):+.1f}{_ci(diffs.get(r))}" for r in RIVALS[:2] if r in bal) + "."]
+    for n in rl:
         h, oracle, decisive = (metrics[n].get(k) for k in ("hacc", "hacc_cell_oracle", "decisive"))
         if h is None:
             out.append(f"HAcc of {n}: none, the modes never disagree (0 decisive items).")
@@ -214,7 +216,7 @@ def demo_report(metrics: dict[str, dict], out: Path, env: dict | None = None, ch
         "## The paper's claims, checked", "",
     ]
     diffs = paired_diffs(out / "eval") if all((out / "eval" / n / "predictions.jsonl").exists()
-                                              for n in ("rl_dual", *RIVALS)) else {}
+                                              for n in ("rl_dual", "sft_dual")) else {}
     intervals = claim_intervals(out / "eval", metrics, diffs) if diffs else [None] * 5
     lines += [f"- {'PASS' if ok else 'FAIL'}: {text}{noise_sentence(iv, show_span=k != RL_CLAIM)}"
               for k, ((ok, text), iv) in enumerate(zip(claims(metrics, diffs), intervals))]

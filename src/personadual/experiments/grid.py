@@ -108,10 +108,10 @@ def judge_run(run: GridRun, out: Path) -> dict:
     """One row: each claim's verdict and sentence, the dual SFT model's decisive items, the val checks of the
     RL start and of rl_dual, the run's time."""
     from ..eval.report import load_run
-    from .demo import BASE_PLAIN, RL_VARIANTS, SFT_VARIANTS, UPPER_BOUND, val_checks
+    from .demo import BASE_PLAIN, RL_ESTIMATORS, SFT_VARIANTS, UPPER_BOUND, val_checks
     from .demo_report import claim_intervals, claims, paired_diffs, undecided
 
-    names = [BASE_PLAIN, *(f"sft_{m}" for m in SFT_VARIANTS), *(f"rl_{e}" for e in RL_VARIANTS), UPPER_BOUND]
+    names = [BASE_PLAIN, *(f"sft_{m}" for m in SFT_VARIANTS), *(f"rl_{e}" for e in RL_ESTIMATORS), UPPER_BOUND]
     metrics = {n: load_run(out / "eval" / n) for n in names if (out / "eval" / n / "metrics.json").exists()}
     diffs = paired_diffs(out / "eval")
     verdicts, intervals = claims(metrics, diffs), claim_intervals(out / "eval", metrics, diffs)

@@ -23,7 +23,7 @@ from pathlib import Path
 from statistics import mean
 
 from ..training import is_complete
-from .demo import RL_VARIANTS
+from .demo import RL_ESTIMATORS, RL_VARIANTS
 from .jobs import _cli, run_jobs
 from ..eval.report import _pct, load_run
 
@@ -60,12 +60,13 @@ def rl_compare(out: str | Path = "runs/demo", seeds: tuple[int, ...] = (0,), job
         raise ValueError("rl-compare: --set changes the RL settings; name the sweep with --tag")
     if tag is not None and (not tag or "/" in tag or tag.startswith(".")):
         raise ValueError(f"rl-compare: --tag {tag!r} must be a plain folder name")
-    unknown = [e for e in estimators if e not in RL_VARIANTS]
+    unknown = [e for e in estimators if e not in RL_ESTIMATORS]
     if unknown or not estimators:
-        raise ValueError(f"rl-compare: --estimators {','.join(estimators)!r}: choose from {', '.join(RL_VARIANTS)}")
+        raise ValueError(f"rl-compare: --estimators {','.join(estimators)!r}: choose from {', '.join(RL_ESTIMATORS)}")
     for name in (START, *(f"rl_{e}" for e in estimators)):
         if not is_complete(out / name / "model"):
-            raise FileNotFoundError(f"{out / name / 'model'}: not a finished model; run `personadual demo --out {out}` first")
+            raise FileNotFoundError(f"{out / name / 'model'}: not a finished model; run `personadual demo --out {out}` first"
+                                    + (" with --full (it trains dual_paper)" if name == "rl_dual_paper" else ""))
     if overrides:  # a typo fails here, naming the key, not in a training job's log
         from ..config import ConfigError, load_config
         from ..rl.config import RLRunConfig
