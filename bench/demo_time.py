@@ -6,9 +6,12 @@ one after the other on the same machine, each from an empty output folder; print
 stage times and ends with ``RESULT demo_time_ratio=<current / baseline>``. Absolute CPU times move
 with the host and the day, so only the ratio of two runs measured together means anything. Let
 nothing else run meanwhile. ``--no-baseline`` times the checkout alone
-(``RESULT demo_seconds=<s>``).
+(``RESULT demo_seconds=<s>``). ``--baseline-only`` runs the baseline alone into ``--out``, and a later
+``--baseline-from DIR`` reads that finished run's time instead of running it again (the two runs then
+are not back to back: keep the machine otherwise idle between them).
 
-Run: .venv/bin/python bench/demo_time.py [--ref COMMIT] [--out DIR] [--no-baseline]
+Run: .venv/bin/python bench/demo_time.py [--ref COMMIT] [--out DIR] [--no-baseline | --baseline-only |
+     --baseline-from DIR]
 (the baseline run takes about 15-20 minutes on 2 cores, the current one about 6-8)
 """
 
@@ -40,13 +43,27 @@ def main():
     ap.add_argument("--ref", default=BASELINE_REF, help="baseline commit")
     ap.add_argument("--out", type=Path, default=None, help="parent folder of both runs (default: a temp dir)")
     ap.add_argument("--no-baseline", action="store_true", help="time the checkout's demo alone")
+    ap.add_argument("--baseline-only", action="store_true", help="time the baseline commit's demo alone")
+    ap.add_argument("--baseline-from", type=Path, default=None,
+                    help="a finished baseline run's folder (its timing.json) instead of running the baseline")
     args = ap.parse_args()
     root = args.out or Path(tempfile.mkdtemp(prefix="pd-demo-time-"))
     runs = {}
-    if not args.no_baseline:
+    if args.baseline_from:
+        saved = json.loads((args.baseline_from / "timing.json").read_text())
+        runs["baseline"] = (saved["seconds"], saved["stages"])
+    elif not args.no_baseline:
         from _baseline import checkout
 
-        runs["baseline"] = timed_demo((root / "baseline").resolve(), checkout(args.ref))
+        out = (root / "baseline").resolve()
+        runs["baseline"] = timed_demo(out, checkout(args.ref))
+        (out / "timing.json").write_text(json.dumps({"ref": args.ref, "seconds": runs["baseline"][0],
+                                                     "stages": runs["baseline"][1]}, indent=2) + "\n")
+    if args.baseline_only:
+        total = runs["baseline"][0]
+        print(f"baseline: {total:.0f} s")
+        print(f"RESULT demo_seconds={total:.0f}")
+        return
     runs["current"] = timed_demo((root / "current").resolve())
     for name, (total, stages) in runs.items():
         print(f"{name}: {total:.0f} s  (" + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()) + ")")
