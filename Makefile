@@ -20,7 +20,7 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/personadual demo --out runs/demo
 
-demo-full: $(STAMP)  # the demo with 300 RL steps instead of 150
+demo-full: $(STAMP)  # the demo with 300 RL steps instead of 150, and the authors' estimator (dual_paper) too
 	$(BIN)/personadual demo --full --out runs/demo-full
 
 test: $(STAMP)
