@@ -331,3 +331,17 @@ def test_demo_set_flags_become_stage_overrides():
         "sft": ["max_steps=5", "seed=3"], "eval": ["--max-new-tokens", "24"]}
     with pytest.raises(typer.Exit):
         parse_stage_settings(["sfx:max_steps=5"])
+
+
+def test_make_demo_trains_dual_and_grpo_and_demo_full_adds_the_authors_estimator(tmp_path):
+    from personadual.experiments.demo import RL_ESTIMATORS, DemoPlan, Stages
+    from personadual.experiments.rl_compare import rl_compare
+
+    default = Stages(DemoPlan(tmp_path)).models()
+    assert {"rl_dual", "rl_grpo"} <= set(default) and "rl_dual_paper" not in default
+    assert "rl_dual_paper" in Stages(DemoPlan(tmp_path, rl_variants=RL_ESTIMATORS)).models()
+    out = tmp_path / "demo"
+    _finished_demo_stub(out)
+    (out / "rl_dual_paper" / "model" / "COMPLETE").unlink()  # a plain `make demo` folder
+    with pytest.raises(FileNotFoundError, match="with --full"):
+        rl_compare(out, estimators=("dual", "dual_paper"))

@@ -347,3 +347,11 @@ def test_open_choice_conditions_must_be_persona_conditions():
     base = ["model=m", "data=d", "output_dir=o"]
     with pytest.raises(ConfigError, match="open_choice_conditions"):
         load_config(SFTRunConfig, None, base + ["open_choice_conditions=[helpfull]"])
+
+
+def test_max_steps_by_mix_gives_the_named_mix_its_own_step_count():
+    base = ["model=m", "data=d", "output_dir=o", "max_steps=300", "max_steps_by_mix={dual: 450}"]
+    assert load_config(SFTRunConfig, None, base + ["mix=dual"]).max_steps == 450
+    assert load_config(SFTRunConfig, None, base + ["mix=general_only"]).max_steps == 300
+    with pytest.raises(ConfigError, match="max_steps_by_mix"):
+        load_config(SFTRunConfig, None, base + ["max_steps_by_mix={duel: 450}"])
