@@ -350,8 +350,15 @@ def test_open_choice_conditions_must_be_persona_conditions():
 
 
 def test_max_steps_by_mix_gives_the_named_mix_its_own_step_count():
-    base = ["model=m", "data=d", "output_dir=o", "max_steps=300", "max_steps_by_mix={dual: 450}"]
+    base = ["model=m", "data=d", "output_dir=o", "max_steps_by_mix={dual: 450}"]
     assert load_config(SFTRunConfig, None, base + ["mix=dual"]).max_steps == 450
-    assert load_config(SFTRunConfig, None, base + ["mix=general_only"]).max_steps == 300
+    assert load_config(SFTRunConfig, None, base + ["mix=general_only"]).max_steps == -1  # TRL's default: by epochs
     with pytest.raises(ConfigError, match="max_steps_by_mix"):
         load_config(SFTRunConfig, None, base + ["max_steps_by_mix={duel: 450}"])
+
+
+def test_max_steps_given_by_name_beats_the_recipes_per_mix_steps():
+    """The tiny recipe gives the dual mix 450 steps; `max_steps=3` on the command line still means 3."""
+    base = ["model=m", "data=d", "output_dir=o", "mix=dual"]
+    assert load_config(SFTRunConfig, "recipes/tiny-cpu/sft.yaml", base).max_steps == 450
+    assert load_config(SFTRunConfig, "recipes/tiny-cpu/sft.yaml", base + ["max_steps=3"]).max_steps == 3

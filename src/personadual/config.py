@@ -108,7 +108,12 @@ def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: 
         except yaml.YAMLError as e:
             raise ConfigError(f"{path}: not valid YAML: {e}") from e
         where = str(path)
-    return from_dict(cls, _merge(data, parse_overrides(overrides)), where)
+    given = parse_overrides(overrides)
+    merged = _merge(data, given)
+    for key, cleared in getattr(cls, "OVERRIDE_CLEARS", {}).items():
+        if key in given:  # a value asked for by name beats the recipe's per-case table of it
+            merged.pop(cleared, None)
+    return from_dict(cls, merged, where)
 
 
 def help_field(text: str, default=None, factory=None):

@@ -28,6 +28,8 @@ class SFTRunConfig(SFTConfig):
     own help and checks (packing, max_grad_norm, report_to, ...). Fields re-declared here keep TRL's
     meaning with personadual's defaults."""
 
+    OVERRIDE_CLEARS = {"max_steps": "max_steps_by_mix"}  # `max_steps=3` on the command line means 3 steps, whatever the mix
+
     model: str = help_field("model directory or hub id to start from (loaded with from_pretrained)", "")
     data: str = help_field("training items (JSONL, or a PersonaBench directory: its train.jsonl)", "")
     mix: str = help_field(f"which traces to train on: {', '.join(ALL_MIXES)}", "dual")
