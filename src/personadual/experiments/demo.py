@@ -39,7 +39,7 @@ UPPER_BOUND = "upper_bound_no_persona"
 # (the plain protocol: the answer read from its text)
 BASE_PLAIN = "base_plain"
 # Models whose forced modes are checked on val: the RL start, and what RL made of it
-CHECKED = ("sft_dual", *(f"rl_{e}" for e in RL_ESTIMATORS))  # those the run trained
+CHECKED = ("sft_dual", *(f"rl_{e}" for e in RL_ESTIMATORS))  # each one the run trained (val_checks skips the others)
 
 
 @dataclass
@@ -142,7 +142,7 @@ class Stages:
         return val_checks(self.out)
 
     def rl_stage(self) -> bool:
-        # all three at once: with two at a time the third would run alone, on one of the cores
+        # every variant at once (demo-full's three too: two at a time would leave the third alone on one core)
         return self._train_variants("rl", "estimator", self.p.rl_variants, self.out / "sft_dual" / "model", "RL variants",
                                     parallel=max(self.p.jobs, len(self.p.rl_variants)))
 
