@@ -179,7 +179,7 @@ def measurements(metrics: dict[str, dict], diffs: dict[str, dict] | None = None)
     """What the demo measures beside the paper's claims, without a verdict: the estimators side by side
     and the mode choice against what any fixed choice could reach."""
     diffs = diffs or {}
-    rl = [n for n in ("rl_dual", "rl_dual_paper", "rl_grpo") if n in metrics]
+    rl = sorted(n for n in metrics if n.startswith("rl_"))  # the RL variants this run trained, rl_dual first
     bal = {n: metrics[n]["balanced_acc"] or 0.0 for n in rl}
     out = ["Estimators on balanced accuracy (objective over all conditions, and personalized): " +
            ", ".join(f"{k} {100 * v:.1f}" for k, v in bal.items()) + "; rl_dual minus " +
