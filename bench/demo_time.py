@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from personadual.files import write_text_atomic
+
 sys.path.insert(0, str(Path(__file__).parent))
 BASELINE_REF = "4e1a6a7"  # the demo recipe before the robust, faster one
 
@@ -57,8 +59,9 @@ def main():
 
         out = (root / "baseline").resolve()
         runs["baseline"] = timed_demo(out, checkout(args.ref))
-        (out / "timing.json").write_text(json.dumps({"ref": args.ref, "seconds": runs["baseline"][0],
-                                                     "stages": runs["baseline"][1]}, indent=2) + "\n")
+        # a quarter hour's measurement, read back by --baseline-from: written whole or not at all
+        write_text_atomic(out / "timing.json", json.dumps({"ref": args.ref, "seconds": runs["baseline"][0],
+                                                           "stages": runs["baseline"][1]}, indent=2) + "\n")
     if args.baseline_only:
         total = runs["baseline"][0]
         print(f"baseline: {total:.0f} s")
