@@ -280,7 +280,7 @@ def test_persona_pull_by_hand():
     pull = persona_pull(generated, n_boot=200)
     assert pull["misaligned"]["mean"] == 0.0 and pull["misaligned"]["n"] == 3 and pull["ambiguous"]["mean"] == 0.0
     letters = letter_distribution(generated + [pred("b5", "none", None)])
-    assert letters == {"answers": {"A": 0.25, "B": 0.625, "C": 0.125}, "gold": {"A": 1.0}, "n": 8}
+    assert letters == {"answers": {"A": 0.25, "B": 0.625, "C": 0.125}, "gold": {"A": 1.0}, "n": 8, "one_option": False}
 
 
 def test_old_predictions_load_and_new_ones_give_back_their_pull(tmp_path):

@@ -28,3 +28,16 @@ def option_texts(item: Item) -> dict[str, str]:
                 found = {}  # a new options block starts (few-shot questions repeat earlier ones)
             found[m[1]] = m[2]
     return found if set(found) == set(item.options) else {}
+
+
+def question_stem(item: Item) -> str:
+    """The question without its options: ``meta.stem`` where the loader kept it (the five benchmarks),
+    else the question's text before its block of ``LETTER. text`` lines (MMLU, FLAN, UltraMedical).
+    "" when there is no such block, or nothing before it: the cloze form then has no question to ask."""
+    if isinstance(item.meta.get("stem"), str) and item.meta["stem"].strip():
+        return item.meta["stem"].strip()
+    if not option_texts(item):
+        return ""
+    lines = item.question.split("\n")
+    starts = [i for i, line in enumerate(lines) if (m := _LINE.match(line)) and m[1] == item.options[0]]
+    return "\n".join(lines[: starts[-1]]).strip() if starts else ""

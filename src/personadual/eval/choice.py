@@ -15,12 +15,22 @@ The context is the rendered prompt, ending where the model's reply begins, plus 
   Dividing by length keeps long options from losing by having more tokens to pay for. An item
   whose options are not written out line by line (PersonaBench writes them inline) has no texts
   to score, so it is scored in the letter form, and counted.
+- ``cloze`` form: the question alone, its options *not* listed, and no chat template:
+  ``Question: {stem}`` (or, with a persona, the paper's ``I am {persona}, my question is: {stem}``), a
+  new line, ``Answer:``, then each option's text scored as in the text form. This is how
+  lm-evaluation-harness asks PIQA, OpenBookQA and the like zero-shot; a small model's knowledge
+  shows here where a listed-options prompt reads it near chance. ``cloze-chat``: the same sentence
+  as the user turn of the model's chat template, the reply opening with ``Answer:``. An item whose
+  question has no stem apart from its option lines (`data.options.question_stem`) is scored in the
+  letter form, and counted.
 - a mode model (one whose tokenizer has the markers): the context goes on with the forced marker line
   and the answer block up to the letter, ``[General_mode]\\n<answer> {"answer": "``, and the option
   letters are scored there whatever the form, since that block holds a letter. This skips the
   reasoning: it asks what the mode would answer straight away. Every mode is forced, and auto is
   assembled from the mode chosen on p(mode | x), as the modes protocol does, so HAcc, mode share and
-  calibration mean what they mean there.
+  calibration mean what they mean there. In the cloze forms a mode model's reply is the forced marker
+  line, then ``Answer:`` and each option's text, scored as a plain model's: the mode's knowledge is
+  read the same way as the base model's.
 
 ``option_probs`` is the softmax over the option scores (the letters' log-probs, or the text scores),
 the answer its argmax. Ids follow the one token rule: `prompt_ids` for the prompt, `completion_ids`
@@ -34,7 +44,7 @@ from collections import Counter
 from typing import Sequence
 
 from .. import modes as modes_lib
-from ..data.options import option_texts
+from ..data.options import option_texts, question_stem
 from ..data.schema import Item
 from ..engine import choose_modes
 from ..engine.prefix import Branch
@@ -43,9 +53,12 @@ from ..tokenization import completion_ids
 from ..scoring.mode_choice import with_auto_run
 from ..scoring.predict import Prediction
 
-FORMS = ("text", "letter")
+FORMS = ("text", "letter", "cloze", "cloze-chat")
+CLOZE_FORMS = ("cloze", "cloze-chat")
+TEXT_FORMS = ("text", *CLOZE_FORMS)  # each option's text scored after TEXT_PREFIX
 LETTER_PREFIX = "The answer is ("
 TEXT_PREFIX = "Answer:"
+CLOZE_QUESTION = "Question: {question}"  # the cloze context without a persona; with one, the paper's sentence
 _BLOCK = modes_lib.format_answer("@")
 ANSWER_LEAD = _BLOCK[: _BLOCK.index("@")]  # '<answer> {"answer": "': the answer block up to its letter
 
@@ -81,15 +94,33 @@ def letter_token_ids(tokenizer, lead: str, letters: Sequence[str], cache: dict |
 
 
 def forms_of(items: Sequence[Item], form: str, plain: bool) -> list[str]:
-    """The form each item is scored in: text needs a plain model and options written out."""
+    """The form each item is scored in: text needs a plain model and options written out; the cloze forms
+    (any model) need the options' texts and a question stem apart from them. Others fall back to letter."""
     if form not in FORMS:
         raise ValueError(f"choice form: expected one of {', '.join(FORMS)}, got {form!r}")
+    if form in CLOZE_FORMS:
+        return [form if option_texts(it) and question_stem(it) else "letter" for it in items]
     return [form if form == "letter" or (plain and option_texts(it)) else "letter" for it in items]
 
 
 def rows_to_score(items: Sequence[Item], form: str, plain: bool) -> int:
     """How many rows one run scores: one per letter-form item, one per option of a text-form item."""
-    return sum(len(it.options) if f == "text" else 1 for it, f in zip(items, forms_of(items, form, plain)))
+    return sum(len(it.options) if f in TEXT_FORMS else 1 for it, f in zip(items, forms_of(items, form, plain)))
+
+
+def cloze_question(stem: str, persona: str | None) -> str:
+    """The cloze form's sentence: ``Question: {stem}``, or with a persona ``I am {persona}, my question is: {stem}``."""
+    return modes_lib.PAPER_PERSONA_TEMPLATE.format(persona=persona, question=stem) if persona else \
+        CLOZE_QUESTION.format(question=stem)
+
+
+def render_choice_prompt(engine, item: Item, form: str, persona: str | None) -> str:
+    """The context the options are scored after, up to (not including) the form's answer prefix."""
+    if form == "cloze":  # no chat template: the text as a pretrained model reads a document
+        return cloze_question(question_stem(item), persona) + "\n"
+    if form == "cloze-chat":
+        return engine.render_prompt(cloze_question(question_stem(item), persona), None)
+    return engine.render_prompt(item.question, persona)
 
 
 def softmax(scores: dict[str, float]) -> dict[str, float]:
@@ -99,12 +130,17 @@ def softmax(scores: dict[str, float]) -> dict[str, float]:
     return {k: v / z for k, v in w.items()}
 
 
-def _text_branches(tok, item: Item, prefix: int) -> list[tuple[str, Branch, int]]:
-    """(letter, branch, characters) per option: the option's text after ``TEXT_PREFIX``, every token read."""
+def _text_branches(tok, item: Item, prefix: int, lead: str = TEXT_PREFIX, lead_ids: tuple[int, ...] = (),
+                   extra_reads: tuple = ()) -> list[tuple[str, Branch, int]]:
+    """(letter, branch, characters) per option: the option's text after ``lead``, every token read.
+
+    ``lead_ids``: ids that run in the branch before the text (a mode model's forced marker line and
+    ``Answer:``); ``extra_reads`` go on the first option's branch (p(mode | x) at position 0)."""
     out = []
-    for k, t in option_texts(item).items():
-        cont = following_ids(tok, TEXT_PREFIX, " " + t)
-        out.append((k, Branch(prefix, tuple(cont), tuple((p, (c,)) for p, c in enumerate(cont))), len(t)))
+    for j, (k, t) in enumerate(option_texts(item).items()):
+        cont = following_ids(tok, lead, " " + t)
+        reads = tuple((len(lead_ids) + p, (c,)) for p, c in enumerate(cont)) + (extra_reads if j == 0 else ())
+        out.append((k, Branch(prefix, tuple(lead_ids) + tuple(cont), reads), len(t)))
     return out
 
 
@@ -135,22 +171,42 @@ def plain_scores(engine, items: Sequence[Item], prompt_rows: Sequence[list[int]]
 
 
 def mode_scores(engine, items: Sequence[Item], prompt_rows: Sequence[list[int]], scored: Sequence[str],
-                batch_size: int = 32, progress=None):
+                batch_size: int = 32, progress=None, forms: Sequence[str] | None = None):
     """For a mode model, from one pass over each prompt: p(mode | x) (N, modes), the marker mass (N,), and
-    mode -> per item, letter -> log p(letter) in the answer block after that mode's forced marker."""
+    mode -> per item, letter -> score after that mode's forced marker: log p(letter) in the answer block
+    (letter form), or log p(" " + text | marker line + ``Answer:``) / len(text) (cloze forms)."""
     import torch
 
     tok, cache, modes = engine.tokenizer, {}, engine.modes
+    forms = list(forms) if forms is not None else ["letter"] * len(items)
     leads = {m: (mode_lead(m, modes), tuple(completion_ids(tok, mode_lead(m, modes)))) for m in scored}
+    text_leads = {m: (modes_lib.forced_prefix(m, modes) + TEXT_PREFIX,
+                      tuple(completion_ids(tok, modes_lib.forced_prefix(m, modes) + TEXT_PREFIX))) for m in scored}
     markers = (0, tuple(engine.marker_ids))
-    branches = [Branch(i, leads[m][1], ((len(leads[m][1]), tuple(letter_token_ids(tok, leads[m][0], it.options, cache))),)
-                       + ((markers,) if k == 0 else ()))
-                for i, it in enumerate(items) for k, m in enumerate(scored)]
+    branches, where = [], []  # where: (item, mode, letter or None for all letters, characters, reads p(mode))
+    for i, (it, f) in enumerate(zip(items, forms)):
+        for k, m in enumerate(scored):
+            extra = (markers,) if k == 0 else ()
+            if f == "letter":
+                branches.append(Branch(i, leads[m][1], ((len(leads[m][1]), tuple(letter_token_ids(
+                    tok, leads[m][0], it.options, cache))),) + extra))
+                where.append((i, m, None, 1, bool(extra)))
+                continue
+            for j, (letter, b, n) in enumerate(_text_branches(tok, it, i, text_leads[m][0], text_leads[m][1], extra)):
+                branches.append(b)
+                where.append((i, m, letter, n, bool(extra) and j == 0))
     reads = engine.branch_logprobs(prompt_rows, branches, batch_size, progress)
-    by_mode = {m: [dict(zip(it.options, reads[i * len(scored) + k][0])) for i, it in enumerate(items)]
-               for k, m in enumerate(scored)}
-    logp_NM = torch.tensor([reads[i * len(scored)][1] for i in range(len(items))], dtype=torch.float32).reshape(
-        len(items), len(engine.marker_ids))
+    by_mode = {m: [{} for _ in items] for m in scored}
+    logp = [None] * len(items)
+    for (i, m, letter, n, has_markers), r in zip(where, reads):
+        if has_markers:
+            logp[i], r = r[-1], r[:-1]
+        if letter is None:
+            by_mode[m][i] = dict(zip(items[i].options, r[0]))
+        else:
+            by_mode[m][i][letter] = sum(x[0] for x in r) / n
+    by_mode = {m: [{k: s[k] for k in it.options} for it, s in zip(items, rows)] for m, rows in by_mode.items()}
+    logp_NM = torch.tensor(logp, dtype=torch.float32).reshape(len(items), len(engine.marker_ids))
     return torch.softmax(logp_NM, dim=-1), logp_NM.exp().sum(-1), by_mode
 
 
@@ -173,10 +229,10 @@ def choice_runs(engine, items: Sequence[Item], form: str = "text", mode: str = A
     auto assembled from them (`with_auto_run`); else the one requested run (auto: each item in the
     mode chosen greedily from p(mode | x)).
     """
-    prompts = [engine.render_prompt(it.question, None if drop_persona else it.persona) for it in items]
-    rows = engine.prompt_ids(prompts)
     plain = engine.modes is None
     forms = forms_of(items, form, plain)
+    prompts = [render_choice_prompt(engine, it, f, None if drop_persona else it.persona) for it, f in zip(items, forms)]
+    rows = engine.prompt_ids(prompts)
     if plain:
         if mode != AUTO:
             raise ValueError(f"cannot force mode {mode!r}: this model has no mode markers (plain protocol)")
@@ -188,10 +244,10 @@ def choice_runs(engine, items: Sequence[Item], form: str = "text", mode: str = A
             engine.modes.get(mode)  # a clear KeyError for an unknown mode
         # auto scores every mode: the one it picks is known only once p(mode | x) is, from the same pass
         p_NM, mass_N, by_mode = mode_scores(engine, items, rows, names if mode == AUTO else [mode], batch_size,
-                                            progress)
+                                            progress, forms)
 
         def run(chosen: list[str], requested: str) -> list[Prediction]:
-            return [prediction(it, by_mode[m][i], "letter", requested, m, dict(zip(names, p_NM[i].tolist())),
+            return [prediction(it, by_mode[m][i], forms[i], requested, m, dict(zip(names, p_NM[i].tolist())),
                                float(mass_N[i])) for i, (it, m) in enumerate(zip(items, chosen))]
 
         if mode != AUTO:
@@ -207,6 +263,11 @@ def choice_runs(engine, items: Sequence[Item], form: str = "text", mode: str = A
 
 def scored_as(form: str, plain: bool) -> str:
     """What a form scores, in words (metrics.json, report.md)."""
+    after = "" if plain else "the forced mode marker line, then "
+    if form in CLOZE_FORMS:
+        how = "no chat template" if form == "cloze" else "the sentence as the chat template's user turn"
+        return (f"option texts after the question alone ({CLOZE_QUESTION!r} or the persona sentence; options not "
+                f"listed; {how}), {after}{TEXT_PREFIX!r}, log-likelihood per character (acc_norm)")
     if not plain:
         return "option letters in the answer block after the forced mode marker (the reasoning is skipped)"
     if form == "text":

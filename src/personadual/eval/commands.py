@@ -23,10 +23,14 @@ def eval_command(model: str = typer.Option(..., help="model directory; with --en
                                               "plain (any model: answers read from free text), choice (in-process: "
                                               "the options scored by log-likelihood, no generation), or auto: modes "
                                               "when the model has the markers / the endpoint is a PersonaDual server"),
-                 choice_form: Optional[str] = typer.Option(None, help="--protocol choice: text (each option's text "
-                                                           "after 'Answer:', per character; default) or letter (the "
-                                                           "option letters after 'The answer is ('); a mode model "
-                                                           "is scored on the letters of its answer block either way"),
+                 choice_form: Optional[str] = typer.Option(None, help="--protocol choice: text (the chat prompt with "
+                                                           "the options listed, each option's text after 'Answer:', "
+                                                           "per character; default), letter (the option letters "
+                                                           "after 'The answer is ('), cloze (the question alone, no "
+                                                           "options listed, no chat template, each option's text "
+                                                           "after 'Answer:') or cloze-chat (the same as the chat's "
+                                                           "user turn); a mode model is scored on the letters of its "
+                                                           "answer block, or on the texts in the cloze forms"),
                  endpoint: Optional[str] = typer.Option(None, help="evaluate through this OpenAI-compatible base URL "
                                                         "(e.g. http://127.0.0.1:8000/v1) instead of in-process"),
                  api_key_env: str = typer.Option("OPENAI_API_KEY", help="environment variable holding the endpoint's "

@@ -170,8 +170,13 @@ def letter_distribution(preds: Sequence[Prediction]) -> dict:
         return {k: round(v / len(letters), 4) for k, v in sorted(counts.items())}
 
     answered = [p for p in preds if p.answer is not None]
-    return {"answers": shares([p.answer for p in answered]), "gold": shares([p.gold for p in preds]) if preds else {},
-            "n": len(answered)}
+    answers = shares([p.answer for p in answered]) if answered else {}
+    top = max(answers, key=answers.get, default=None)
+    return {"answers": answers, "gold": shares([p.gold for p in preds]) if preds else {}, "n": len(answered),
+            "one_option": top is not None and answers[top] > ONE_OPTION_SHARE}
+
+
+ONE_OPTION_SHARE = 0.8  # answers one option on more than this share of the items: a constant, not a reading
 
 
 def _diff(a: dict | None, b: dict | None) -> float | None:

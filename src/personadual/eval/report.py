@@ -103,6 +103,9 @@ def _pull_lines(m: dict) -> list[str]:
                      + "; ".join(f"{c} {_pull_cell(x)} (n={x['n']})" for c, x in m["pull"].items()))
     if (m.get("letters") or {}).get("answers"):
         lines.append(f"- answer letters: {_shares(m['letters']['answers'])} (gold: {_shares(m['letters']['gold'])})")
+        if m["letters"].get("one_option"):
+            lines.append("- **ONE OPTION**: one letter is over 80% of the answers. This model answers a constant; its "
+                         "accuracy here is not a reading of what it knows")
     for form, n in ((m.get("choice") or {}).get("items_by_form") or {}).items():
         lines.append(f"- {form} form on {n} items: {m['choice']['scored'][form]}")
     return lines

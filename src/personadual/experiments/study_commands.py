@@ -38,3 +38,31 @@ def study_real_command(out: Path = typer.Option(Path("runs/study-real"), help="o
         run_study(plan)
     except (ValueError, FileNotFoundError) as e:
         _fail(str(e))
+
+
+def study_audit_command(out: Path = typer.Option(Path("runs/audit"), help="output directory"),
+                        model: Optional[Path] = typer.Option(None, help="a model directory (default: fetch "
+                                                             "SmolLM2-135M-Instruct into OUT/base)"),
+                        benchmarks: str = typer.Option(",".join(("piqa", "commonsenseqa", "openbookqa", "siqa",
+                                                                 "medmcqa", "mmlu")), help="comma-separated"),
+                        forms: str = typer.Option("cloze,text", help="choice forms, comma-separated: cloze, "
+                                                  "cloze-chat, text, letter"),
+                        questions: int = typer.Option(100, help="test questions per benchmark, each under every "
+                                                      "persona condition"),
+                        seed: int = typer.Option(0, help="which questions, and the personas drawn for them"),
+                        threads: int = typer.Option(2, help="torch threads"),
+                        cache: Optional[Path] = typer.Option(None, help="artifact cache (default: $PERSONADUAL_CACHE "
+                                                             "or ~/.cache/personadual)")):
+    """How far a persona bends a model on six real benchmarks, in the cloze and listed-options forms. Resumable."""
+    from ..artifacts import ArtifactError
+    from .audit_real import AuditPlan, run_audit
+
+    if model is not None and not model.is_dir():
+        _fail(f"--model {model}: no such directory")
+    try:
+        plan = AuditPlan(out, model, tuple(benchmarks.split(",")), tuple(forms.split(",")), questions, seed, cache,
+                         threads)
+        run_audit(plan, say=lambda m: typer.echo(m, err=True))
+    except (ValueError, FileNotFoundError, ArtifactError) as e:
+        _fail(str(e))
+    typer.echo(f"[audit] {out / 'audit.md'}")

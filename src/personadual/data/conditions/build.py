@@ -37,6 +37,11 @@ class ConditionsConfig:
     splits: dict = field(default_factory=lambda: {"test": 1.0})  # split name -> share of base questions
     ambiguous_every: int = 3  # in val/test about one base in k also gets an ambiguous persona; 0: none
     train_condition_weights: dict = field(default_factory=lambda: dict(BenchConfig().train_condition_weights))
+    # "any": content personas quote short options and say "option X" for long ones, and the `letter` kinds
+    # name letters; "text": every option named by its text and no `letter` kinds, for prompts that do not
+    # list the options (the cloze form of the choice protocol), where a letter means nothing
+    option_refs: str = "any"
+    keep_splits: bool = False  # items that carry a split (`data get` benchmarks) keep it instead of a seeded draw
 
     def __post_init__(self):
         if not isinstance(self.splits, dict) or not self.splits:
@@ -56,10 +61,17 @@ class ConditionsConfig:
                              f"known: {', '.join(OBJECTIVE_CONDITIONS)}")
         if any(v < 0 for v in weights.values()) or abs(sum(weights.values()) - 1) > 1e-6:
             raise ValueError(f"train_condition_weights: need weights >= 0 that sum to 1, got {weights}")
+        if self.option_refs not in ("any", "text"):
+            raise ValueError(f"option_refs: expected any or text, got {self.option_refs!r}")
 
 
-def split_of(key: str, cfg: ConditionsConfig) -> str:
-    """The split a base question belongs to, from (seed, its id) alone."""
+def split_of(key: str, cfg: ConditionsConfig, given: str | None = None) -> str:
+    """The split a base question belongs to, from (seed, its id) alone; with ``cfg.keep_splits``, the split
+    the item already has (``given``) where it is one of the config's splits."""
+    if cfg.keep_splits and given is not None:
+        if given not in cfg.splits:
+            raise ValueError(f"keep_splits: an item's split {given!r} is not among the splits {sorted(cfg.splits)}")
+        return given
     u, total = random.Random(f"{cfg.seed}-split-{key}").random(), 0.0
     shares = [(name, cfg.splits.get(name, 0)) for name in SPLITS if cfg.splits.get(name, 0) > 0]
     for name, share in shares:
@@ -87,8 +99,10 @@ def irrelevant_pools(personas: list[str] | None) -> dict[str, tuple[list[str], s
             for pool in ("train", "heldout")}
 
 
-def draw_persona(condition: str, item: Item, rng: random.Random, pool: str, irrelevant: dict) -> dict:
-    """The persona fields of ``item`` under ``condition``: text, the option it points to, and its phrasing."""
+def draw_persona(condition: str, item: Item, rng: random.Random, pool: str, irrelevant: dict,
+                 text_only: bool = False) -> dict:
+    """The persona fields of ``item`` under ``condition``: text, the option it points to, and its phrasing.
+    ``text_only``: only phrasings that name options by their text (`ConditionsConfig.option_refs`)."""
     if condition == "none":
         return {"persona": None, "pull": None, "kind": "none", "template": None, "source": None}
     if condition == "irrelevant":
@@ -96,19 +110,19 @@ def draw_persona(condition: str, item: Item, rng: random.Random, pool: str, irre
         persona = rng.choice(texts)
         return {"persona": persona, "pull": None, "kind": "unrelated", "template": persona, "source": source}
     kinds = TEMPLATES[condition]
-    kind = rng.choice(sorted(kinds))
+    kind = rng.choice(sorted(k for k in kinds if not (text_only and k == "letter")))
     template = rng.choice(kinds[kind][pool])
     wrong = [o for o in item.options if o != item.gold]
     if condition == "misaligned":
         pull = rng.choice(wrong)
-        persona = fill(template, kind, item, option=pull)
+        persona = fill(template, kind, item, option=pull, text_only=text_only)
     elif condition == "helpful":
         pull = item.gold
-        persona = fill(template, kind, item, option=pull)
+        persona = fill(template, kind, item, option=pull, text_only=text_only)
     else:  # ambiguous: the gold option and a wrong one, in a random order; the first named is the pull
         other = rng.choice(wrong)
         pull, second = (item.gold, other) if rng.random() < 0.5 else (other, item.gold)
-        persona = fill(template, kind, item, first=pull, second=second)
+        persona = fill(template, kind, item, first=pull, second=second, text_only=text_only)
     return {"persona": persona, "pull": pull, "kind": kind, "template": template, "source": "builtin"}
 
 
@@ -151,13 +165,13 @@ def build_conditions(items: list[Item], cfg: ConditionsConfig | None = None,
     out: dict[str, list[Item]] = {name: [] for name in SPLITS if name in cfg.splits}
     for item in items:
         # keyed by base_id where there is one, so every condition of a question lands in one split
-        split = split_of(item.base_id or item.id, cfg)
+        split = split_of(item.base_id or item.id, cfg, item.split)
         if not is_base(item):
             out[split].append(item.model_copy(update={"split": split}))
             continue
         for condition in conditions_of(item, split, cfg):
             rng = random.Random(f"{cfg.seed}-{condition}-{item.id}")
-            drawn = draw_persona(condition, item, rng, pool_of(split), irrelevant)
+            drawn = draw_persona(condition, item, rng, pool_of(split), irrelevant, cfg.option_refs == "text")
             out[split].append(with_persona(item, condition, split, drawn, f"{item.id}-{condition}"))
     ids = Counter(it.id for part in out.values() for it in part)
     if dupes := sorted(i for i, n in ids.items() if n > 1):

@@ -11,7 +11,8 @@ import typer
 from ...cli_args import fail as _fail
 
 # Which option a config field comes from, so a bad value is reported against what the user typed.
-_OPTION_OF = {"splits": "--splits", "ambiguous_every": "--ambiguous-every"}
+_OPTION_OF = {"splits": "--splits", "ambiguous_every": "--ambiguous-every", "option_refs": "--option-refs",
+              "keep_splits": "--keep-splits"}
 
 
 def parse_splits(text: str) -> dict[str, float]:
@@ -43,6 +44,11 @@ def conditions_command(
     splits: str = typer.Option("test=1", help="name=share,... over train, val, test; shares sum to 1"),
     ambiguous_every: int = typer.Option(3, help="in val/test, about one question in K also gets an ambiguous "
                                         "persona (0: none)"),
+    option_refs: str = typer.Option("any", help="any: personas quote short options and name long ones by letter; "
+                                    "text: every option named by its text, no letter phrasings (for the cloze "
+                                    "form, whose prompt lists no options)"),
+    keep_splits: bool = typer.Option(False, help="items that carry a split (`data get` benchmarks) keep it; "
+                                     "--splits must name each such split"),
 ):
     """Put multiple-choice items under PersonaBench's persona conditions: paired in val/test, one each in train."""
     from ..loaders import load_personas
@@ -54,7 +60,8 @@ def conditions_command(
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--splits")
     try:
-        cfg = ConditionsConfig(seed=seed, splits=shares, ambiguous_every=ambiguous_every)
+        cfg = ConditionsConfig(seed=seed, splits=shares, ambiguous_every=ambiguous_every, option_refs=option_refs,
+                               keep_splits=keep_splits)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint=_OPTION_OF.get(str(e).split(":")[0]))
     try:

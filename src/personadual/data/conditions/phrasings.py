@@ -201,12 +201,18 @@ def pool_of(split: str) -> str:
 def subject_of(family: str) -> str:
     """The subject an authority or examiner persona is expert in, read from the item's family.
 
-    "mmlu:high_school_physics" -> "high school physics"; FLAN tasks map through `FLAN_SUBJECTS`;
+    "mmlu:high_school_physics" -> "high school physics", "medmcqa:pharmacology" -> "pharmacology", the
+    other benchmarks of `data get` their own (`data.benchmarks.BENCHMARKS`: PIQA is home economics);
+    FLAN tasks map through `FLAN_SUBJECTS`;
     UltraMedical is medicine. Anything else gets a phrase that still reads well in every template.
     """
+    from ..benchmarks import BENCHMARKS
+
     source, _, rest = family.partition(":")
-    if source == "mmlu" and rest:
+    if source in ("mmlu", "medmcqa") and rest:
         return rest.replace("_", " ")
+    if source in BENCHMARKS:
+        return BENCHMARKS[source].subject
     if source == "ultramedical":
         return ULTRAMEDICAL_SUBJECTS.get(rest, "medicine")
     if source == "flan" and rest:
@@ -217,20 +223,27 @@ def subject_of(family: str) -> str:
     return FALLBACK_SUBJECT
 
 
-def option_ref(item: Item, letter: str, texts: dict[str, str] | None = None) -> str:
-    """How a content persona names an option: its text in quotes (the way people speak), else by letter."""
+def option_ref(item: Item, letter: str, texts: dict[str, str] | None = None, text_only: bool = False) -> str:
+    """How a content persona names an option: its text in quotes (the way people speak), else by letter.
+
+    ``text_only``: always the text, however long, for prompts that do not list the options (the cloze
+    form), where a letter names nothing."""
     texts = option_texts(item) if texts is None else texts
     text = texts.get(letter, "")
-    return f'"{text}"' if text and len(text) <= MAX_OPTION_CHARS else f"option {letter}"
+    return f'"{text}"' if text and (text_only or len(text) <= MAX_OPTION_CHARS) else f"option {letter}"
 
 
 def fill(template: str, kind: str, item: Item, option: str | None = None,
-         first: str | None = None, second: str | None = None) -> str:
-    """A template with its placeholders filled; ``option``/``first``/``second`` are option letters."""
+         first: str | None = None, second: str | None = None, text_only: bool = False) -> str:
+    """A template with its placeholders filled; ``option``/``first``/``second`` are option letters.
+    ``text_only``: name every option by its text (`option_ref`); a `letter` kind cannot, and is refused."""
     texts = option_texts(item)
+    if text_only and (kind == "letter" or not texts):
+        raise ValueError(f"item {item.id}: option_refs text needs a content phrasing and the options' texts "
+                         f"(kind {kind!r}, {len(texts)} option texts)")
 
     def ref(letter: str) -> str:
-        return letter if kind == "letter" else option_ref(item, letter, texts)
+        return letter if kind == "letter" else option_ref(item, letter, texts, text_only)
 
     return template.format(
         option=ref(option) if option else "", letter=option or "", subject=subject_of(item.family),
