@@ -128,3 +128,44 @@ def test_an_evaluation_that_answers_one_option_is_flagged(tmp_path):
 
     m = compute_metrics({"auto": [pred(i, "A") for i in range(10)]}, protocol="choice", modes=False)
     assert "ONE OPTION" in model_report(json.loads(json.dumps(m)))
+
+
+def test_cloze_sft_examples_teach_the_form_the_choice_protocol_reads(tiny_dir, mmlu_cond, bench_dir):
+    from personadual.data.conditions.templated import with_templated_traces
+    from personadual.sft.mixes import build_examples
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_dir))
+    mmlu = with_templated_traces(read_items(mmlu_cond / "test.jsonl"))
+    pb = read_items(bench_dir / "train.jsonl")[:5]
+    examples = build_examples(mmlu + pb, "dual", tok, prompt_form="cloze")
+    eos = tok.eos_token
+    for it, ex in zip(mmlu, examples):
+        mode = it.preferred_mode
+        marker = "[General_mode]" if mode == "general" else "[Personalized_mode]"
+        answer = option_texts(it)[it.traces[mode].answer]
+        assert ex["prompt"] == cloze_question(question_stem(it), it.persona) + "\n"
+        assert ex["completion"] == f"{marker}\nAnswer: {answer}{eos}"
+    assert all("<answer>" in ex["completion"] for ex in examples[len(mmlu):])  # PersonaBench: the chat form
+    assert build_examples(mmlu, "dual", tok) != examples[: len(mmlu)]  # the default is the chat form
+    with pytest.raises(ValueError, match="prompt_form: expected one of chat, cloze"):
+        build_examples(mmlu, "dual", tok, prompt_form="plain")
+
+
+def test_a_set_aside_general_mode_reads_the_question_without_its_persona(tiny_dir, mmlu_cond):
+    eng = Engine.load(str(tiny_dir), protocol="modes")
+    items = [it for it in read_items(mmlu_cond / "test.jsonl") if it.persona][:5]
+    aside, info = choice_runs(eng, items, "cloze", general_context="set-aside")
+    given = choice_runs(eng, items, "cloze")[0]
+    bare = choice_runs(eng, items, "cloze", drop_persona=True)[0]
+    assert info["general_context"] == "set-aside"
+    for i in range(len(items)):
+        assert aside["general"][i].option_probs == pytest.approx(bare["general"][i].option_probs, abs=1e-5)
+        assert aside["personalized"][i].option_probs == pytest.approx(given["personalized"][i].option_probs, abs=1e-5)
+        assert aside["auto"][i].p_mode == pytest.approx(given["auto"][i].p_mode, abs=1e-5)  # chosen on the persona
+    assert any(a.option_probs != g.option_probs for a, g in zip(aside["general"], given["general"]))
+    only = choice_runs(eng, items, "cloze", mode="general", general_context="set-aside")[0]["auto"]
+    assert [p.option_probs for p in only] == [p.option_probs for p in aside["general"]]
+    assert only[0].p_mode == pytest.approx(given["auto"][0].p_mode, abs=1e-5)
+    with pytest.raises(ValueError, match="set-aside: needs a mode model"):
+        choice_runs(Engine.load(str(tiny_dir), protocol="plain"), items, "cloze", general_context="set-aside")

@@ -30,6 +30,10 @@ ANSWER_BLOCK_RE = re.compile(re.escape(ANSWER_OPEN) + r"(.*?)" + re.escape(ANSWE
 
 # The paper's prompt: "I am {persona}, my question is: {question}" (persona in the user turn).
 PAPER_PERSONA_TEMPLATE = "I am {persona}, my question is: {question}"
+# The cloze prompt form: the question alone (options not listed), no chat template, then the answer's
+# text after CLOZE_ANSWER (`render_cloze`; eval's choice protocol and SFT's ``prompt_form: cloze``).
+CLOZE_QUESTION = "Question: {question}"
+CLOZE_ANSWER = "Answer:"
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,19 @@ def render_prompt(tokenizer, question: str, persona: str | None = None, chat_tem
     ``chat_template_kwargs`` go to the template (Qwen3: ``{"enable_thinking": False}``); every stage
     passes the model's saved ones (`personadual.tokenization.load_settings`)."""
     return apply_template(tokenizer, render_messages(question, persona, **kwargs), chat_template_kwargs)
+
+
+def render_cloze(stem: str, persona: str | None = None) -> str:
+    """The cloze form's prompt: ``Question: {stem}``, or with a persona the paper's ``I am {persona}, my
+    question is: {stem}``, and a new line; the reply is ``[marker line] Answer: {option text}``."""
+    text = PAPER_PERSONA_TEMPLATE.format(persona=persona, question=stem) if persona else CLOZE_QUESTION.format(
+        question=stem)
+    return text + "\n"
+
+
+def cloze_response(mode: str | None, answer_text: str, modes: ModeSet = DEFAULT_MODES) -> str:
+    """A cloze-form reply: the mode's marker line (none for a plain model), ``Answer:`` and the option's text."""
+    return ("" if mode is None else forced_prefix(mode, modes)) + f"{CLOZE_ANSWER} {answer_text}"
 
 
 def apply_template(tokenizer, messages: list[dict], chat_template_kwargs: dict | None = None) -> str:

@@ -54,11 +54,15 @@ from ..scoring.mode_choice import with_auto_run
 from ..scoring.predict import Prediction
 
 FORMS = ("text", "letter", "cloze", "cloze-chat")
+# How a mode model's general mode is read: "persona", after the prompt as given (the paper's mode, which
+# must learn to set the persona aside); "set-aside", after the same prompt without its persona, so the
+# mode cannot be bent by it and what the model learns is the choice between the modes
+GENERAL_CONTEXTS = ("persona", "set-aside")
 CLOZE_FORMS = ("cloze", "cloze-chat")
 TEXT_FORMS = ("text", *CLOZE_FORMS)  # each option's text scored after TEXT_PREFIX
 LETTER_PREFIX = "The answer is ("
-TEXT_PREFIX = "Answer:"
-CLOZE_QUESTION = "Question: {question}"  # the cloze context without a persona; with one, the paper's sentence
+TEXT_PREFIX = modes_lib.CLOZE_ANSWER
+CLOZE_QUESTION = modes_lib.CLOZE_QUESTION  # the cloze context without a persona; with one, the paper's sentence
 _BLOCK = modes_lib.format_answer("@")
 ANSWER_LEAD = _BLOCK[: _BLOCK.index("@")]  # '<answer> {"answer": "': the answer block up to its letter
 
@@ -110,14 +114,13 @@ def rows_to_score(items: Sequence[Item], form: str, plain: bool) -> int:
 
 def cloze_question(stem: str, persona: str | None) -> str:
     """The cloze form's sentence: ``Question: {stem}``, or with a persona ``I am {persona}, my question is: {stem}``."""
-    return modes_lib.PAPER_PERSONA_TEMPLATE.format(persona=persona, question=stem) if persona else \
-        CLOZE_QUESTION.format(question=stem)
+    return modes_lib.render_cloze(stem, persona)[:-1]
 
 
 def render_choice_prompt(engine, item: Item, form: str, persona: str | None) -> str:
     """The context the options are scored after, up to (not including) the form's answer prefix."""
     if form == "cloze":  # no chat template: the text as a pretrained model reads a document
-        return cloze_question(question_stem(item), persona) + "\n"
+        return modes_lib.render_cloze(question_stem(item), persona)
     if form == "cloze-chat":
         return engine.render_prompt(cloze_question(question_stem(item), persona), None)
     return engine.render_prompt(item.question, persona)
@@ -171,10 +174,14 @@ def plain_scores(engine, items: Sequence[Item], prompt_rows: Sequence[list[int]]
 
 
 def mode_scores(engine, items: Sequence[Item], prompt_rows: Sequence[list[int]], scored: Sequence[str],
-                batch_size: int = 32, progress=None, forms: Sequence[str] | None = None):
+                batch_size: int = 32, progress=None, forms: Sequence[str] | None = None,
+                set_aside_rows: Sequence[list[int]] | None = None):
     """For a mode model, from one pass over each prompt: p(mode | x) (N, modes), the marker mass (N,), and
     mode -> per item, letter -> score after that mode's forced marker: log p(letter) in the answer block
-    (letter form), or log p(" " + text | marker line + ``Answer:``) / len(text) (cloze forms)."""
+    (letter form), or log p(" " + text | marker line + ``Answer:``) / len(text) (cloze forms).
+
+    ``set_aside_rows``: the prompts without their persona; the general mode is then scored after them
+    (`GENERAL_CONTEXTS`), while p(mode | x) is still read on the prompt with the persona."""
     import torch
 
     tok, cache, modes = engine.tokenizer, {}, engine.modes
@@ -183,28 +190,38 @@ def mode_scores(engine, items: Sequence[Item], prompt_rows: Sequence[list[int]],
     text_leads = {m: (modes_lib.forced_prefix(m, modes) + TEXT_PREFIX,
                       tuple(completion_ids(tok, modes_lib.forced_prefix(m, modes) + TEXT_PREFIX))) for m in scored}
     markers = (0, tuple(engine.marker_ids))
+    n = len(items)
+    offset = {m: n if set_aside_rows is not None and m == modes_lib.GENERAL else 0 for m in scored}
+    reads_markers = next((m for m in scored if offset[m] == 0), None)  # p(mode | x): on the prompt as given
     branches, where = [], []  # where: (item, mode, letter or None for all letters, characters, reads p(mode))
     for i, (it, f) in enumerate(zip(items, forms)):
-        for k, m in enumerate(scored):
-            extra = (markers,) if k == 0 else ()
+        for m in scored:
+            extra = (markers,) if m == reads_markers else ()
             if f == "letter":
-                branches.append(Branch(i, leads[m][1], ((len(leads[m][1]), tuple(letter_token_ids(
+                branches.append(Branch(i + offset[m], leads[m][1], ((len(leads[m][1]), tuple(letter_token_ids(
                     tok, leads[m][0], it.options, cache))),) + extra))
                 where.append((i, m, None, 1, bool(extra)))
                 continue
-            for j, (letter, b, n) in enumerate(_text_branches(tok, it, i, text_leads[m][0], text_leads[m][1], extra)):
+            for j, (letter, b, chars) in enumerate(_text_branches(tok, it, i + offset[m], text_leads[m][0],
+                                                                  text_leads[m][1], extra)):
                 branches.append(b)
-                where.append((i, m, letter, n, bool(extra) and j == 0))
-    reads = engine.branch_logprobs(prompt_rows, branches, batch_size, progress)
+                where.append((i, m, letter, chars, bool(extra) and j == 0))
+    if reads_markers is None:  # every scored mode set aside: p(mode | x) from a branch of its own
+        branches += [Branch(i, (), (markers,)) for i in range(n)]
+        where += [(i, None, None, 1, True) for i in range(n)]
+    rows = list(prompt_rows) + (list(set_aside_rows) if set_aside_rows is not None else [])
+    reads = engine.branch_logprobs(rows, branches, batch_size, progress)
     by_mode = {m: [{} for _ in items] for m in scored}
     logp = [None] * len(items)
-    for (i, m, letter, n, has_markers), r in zip(where, reads):
+    for (i, m, letter, chars, has_markers), r in zip(where, reads):
         if has_markers:
             logp[i], r = r[-1], r[:-1]
+        if m is None:
+            continue
         if letter is None:
             by_mode[m][i] = dict(zip(items[i].options, r[0]))
         else:
-            by_mode[m][i][letter] = sum(x[0] for x in r) / n
+            by_mode[m][i][letter] = sum(x[0] for x in r) / chars
     by_mode = {m: [{k: s[k] for k in it.options} for it, s in zip(items, rows)] for m, rows in by_mode.items()}
     logp_NM = torch.tensor(logp, dtype=torch.float32).reshape(len(items), len(engine.marker_ids))
     return torch.softmax(logp_NM, dim=-1), logp_NM.exp().sum(-1), by_mode
@@ -222,7 +239,8 @@ def prediction(item: Item, scores: dict[str, float], form: str, requested: str, 
 
 
 def choice_runs(engine, items: Sequence[Item], form: str = "text", mode: str = AUTO, forced: bool = True,
-                drop_persona: bool = False, batch_size: int = 32, progress=None) -> tuple[dict[str, list[Prediction]], dict]:
+                drop_persona: bool = False, batch_size: int = 32, progress=None,
+                general_context: str = "persona") -> tuple[dict[str, list[Prediction]], dict]:
     """The choice protocol's runs (as `runs_by_mode` / `predict` give for generation) and what was scored.
 
     A plain model: one run. A mode model: with ``forced`` and ``mode="auto"`` every mode forced plus
@@ -230,9 +248,15 @@ def choice_runs(engine, items: Sequence[Item], form: str = "text", mode: str = A
     mode chosen greedily from p(mode | x)).
     """
     plain = engine.modes is None
+    if general_context not in GENERAL_CONTEXTS:
+        raise ValueError(f"general context: expected one of {', '.join(GENERAL_CONTEXTS)}, got {general_context!r}")
+    if general_context == "set-aside" and (plain or modes_lib.GENERAL not in engine.modes.names):
+        raise ValueError("general context set-aside: needs a mode model with a general mode")
     forms = forms_of(items, form, plain)
     prompts = [render_choice_prompt(engine, it, f, None if drop_persona else it.persona) for it, f in zip(items, forms)]
     rows = engine.prompt_ids(prompts)
+    bare = (engine.prompt_ids([render_choice_prompt(engine, it, f, None) for it, f in zip(items, forms)])
+            if general_context == "set-aside" else None)
     if plain:
         if mode != AUTO:
             raise ValueError(f"cannot force mode {mode!r}: this model has no mode markers (plain protocol)")
@@ -244,7 +268,7 @@ def choice_runs(engine, items: Sequence[Item], form: str = "text", mode: str = A
             engine.modes.get(mode)  # a clear KeyError for an unknown mode
         # auto scores every mode: the one it picks is known only once p(mode | x) is, from the same pass
         p_NM, mass_N, by_mode = mode_scores(engine, items, rows, names if mode == AUTO else [mode], batch_size,
-                                            progress, forms)
+                                            progress, forms, bare)
 
         def run(chosen: list[str], requested: str) -> list[Prediction]:
             return [prediction(it, by_mode[m][i], forms[i], requested, m, dict(zip(names, p_NM[i].tolist())),
@@ -258,6 +282,7 @@ def choice_runs(engine, items: Sequence[Item], form: str = "text", mode: str = A
             runs = {AUTO: run(choose_modes(p_NM, names, 0.0) if items else [], AUTO)}
     counts = Counter(forms)
     return runs, {"form": form, "items_by_form": {f: counts[f] for f in FORMS if counts[f]},
+                  **({} if plain else {"general_context": general_context}),
                   "scored": {f: scored_as(f, plain) for f in FORMS if counts[f]}}
 
 

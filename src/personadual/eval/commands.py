@@ -31,6 +31,10 @@ def eval_command(model: str = typer.Option(..., help="model directory; with --en
                                                            "after 'Answer:') or cloze-chat (the same as the chat's "
                                                            "user turn); a mode model is scored on the letters of its "
                                                            "answer block, or on the texts in the cloze forms"),
+                 general_context: str = typer.Option("persona", help="--protocol choice, a mode model: persona (its "
+                                                     "general mode reads the prompt as given) or set-aside (the "
+                                                     "general mode reads the prompt without its persona; the "
+                                                     "mode choice still reads it)"),
                  endpoint: Optional[str] = typer.Option(None, help="evaluate through this OpenAI-compatible base URL "
                                                         "(e.g. http://127.0.0.1:8000/v1) instead of in-process"),
                  api_key_env: str = typer.Option("OPENAI_API_KEY", help="environment variable holding the endpoint's "
@@ -71,7 +75,7 @@ def eval_command(model: str = typer.Option(..., help="model directory; with --en
             m = evaluate(model, str(data), str(out), mode=mode, forced=forced, drop_persona=drop_persona, limit=limit,
                          batch_size=batch_size, max_new_tokens=max_new_tokens, name=name, backend=backend,
                          chat_template_kwargs=kwargs, protocol=protocol, choice_form=choice_form or "text",
-                         progress=progress)
+                         progress=progress, general_context=general_context)
     except ValueError as e:  # bad rows (file:line), a protocol the model cannot run, bad settings
         _fail(str(e))
     summary = {"out": str(out), "protocol": m["protocol"], "acc": {c: v["mean"] for c, v in m["acc"].items()},

@@ -25,14 +25,15 @@ def evaluate(model_dir: str, data: str, out_dir: str, mode: str = modes_lib.AUTO
              drop_persona: bool = False, limit: int | None = None, batch_size: int = 128,
              max_new_tokens: int = 96, name: str | None = None, engine: Engine | None = None,
              chat_template_kwargs: dict | None = None, backend: str = "hf", protocol: str = "auto",
-             choice_form: str = "text", progress: bool = False) -> dict:
+             choice_form: str = "text", progress: bool = False, general_context: str = "persona") -> dict:
     """Run the model on ``data`` (auto or a forced mode); with ``forced`` also once per mode, for HAcc.
 
     ``drop_persona`` removes every persona from the prompts: the interference-free upper bound.
     ``protocol``: modes, plain (a model without markers: no modes to force, answers read from free
     text), auto (modes when the model has the markers) or choice (the options scored by their
     log-likelihood in ``choice_form``, `eval.choice`; the markers decide between a plain and a mode
-    model, as auto does). Prompts are rendered with the settings saved with the model unless
+    model, as auto does; ``general_context`` "set-aside" reads a mode model's general mode after the prompt
+    without its persona, `eval.choice.GENERAL_CONTEXTS`). Prompts are rendered with the settings saved with the model unless
     ``chat_template_kwargs`` says otherwise. ``progress``: a progress bar on stderr.
     """
     from tqdm import tqdm
@@ -44,6 +45,8 @@ def evaluate(model_dir: str, data: str, out_dir: str, mode: str = modes_lib.AUTO
                          "the vLLM engine does not")
     if choice and choice_form not in FORMS:
         raise ValueError(f"--choice-form: expected one of {', '.join(FORMS)}, got {choice_form!r}")
+    if general_context != "persona" and not choice:
+        raise ValueError("--general-context set-aside applies to --protocol choice")
     engine = engine or load_engine(model_dir, backend, chat_template_kwargs=chat_template_kwargs,
                                    protocol="auto" if choice else protocol)
     if engine.modes is None and mode != modes_lib.AUTO:
@@ -59,7 +62,7 @@ def evaluate(model_dir: str, data: str, out_dir: str, mode: str = modes_lib.AUTO
     with tqdm(total=n_runs * per_run, desc="eval", unit="seq", disable=not progress) as bar:
         if choice:
             runs, about["choice"] = choice_runs(engine, items, choice_form, mode, forced, drop_persona,
-                                                batch_size, bar.update)
+                                                batch_size, bar.update, general_context)
         elif all_modes:
             runs = runs_by_mode(engine, items, cfg, drop_persona=drop_persona, progress=bar.update)
         else:

@@ -43,6 +43,10 @@ class SFTRunConfig(SFTConfig):
     open_choice_conditions: list[str] = help_field("dual mix: persona conditions whose mode choice SFT leaves open (every "
                                                    "mode whose trace is right is trained, marker included: even odds "
                                                    "where both are), for RL's reward to settle, e.g. [helpful]", factory=list)
+    prompt_form: str = help_field("chat: every item through the chat template, reasoning and answer block; cloze: items "
+                                  "with a question stem and option texts (the `data get` benchmarks, MMLU) taught as "
+                                  "the cloze choice form reads them (question alone, no template, reply '[marker]\\n"
+                                  "Answer: {option text}'); other items keep the chat form", "chat")
     max_steps_by_mix: dict = help_field("steps for the named mixes instead of max_steps, e.g. {dual: 450}: a mix with "
                                         "more examples per item gets as many passes over its data as the others", factory=dict)
     eval_data: str | None = help_field("items for the end-of-run check (JSONL or directory: its val.jsonl)", None)
@@ -102,6 +106,8 @@ class SFTRunConfig(SFTConfig):
         if self.separation_steps and not self.eval_data:
             raise ValueError("separation_steps needs eval_data (its val items are what the modes are checked on)")
         check_marker_init(self.marker_init)
+        if self.prompt_form not in ("chat", "cloze"):
+            raise ValueError(f"prompt_form: expected chat or cloze, got {self.prompt_form!r}")
         unknown = set(self.open_choice_conditions) - set(typing.get_args(Condition))
         if unknown:
             raise ValueError(f"open_choice_conditions: unknown {sorted(unknown)}; known: {list(typing.get_args(Condition))}")

@@ -45,7 +45,10 @@ import random
 from typing import Callable, Iterable
 
 from .. import modes as modes_lib
+from ..data.options import option_texts, question_stem
 from ..data.schema import Item
+
+PROMPT_FORMS = ("chat", "cloze")
 
 Example = dict  # {"prompt": rendered prompt, "completion": response + end of turn[, "marker_in_loss": False]}
 
@@ -75,11 +78,19 @@ def build_examples(items: Iterable[Item], mix: str, tokenizer, modes: modes_lib.
                    persona_template: str = modes_lib.PAPER_PERSONA_TEMPLATE, cross_mode_share: float = 0.0,
                    seed: int = 0, chat_template_kwargs: dict | None = None,
                    cross_mode_trains_marker: bool = True, cross_mode_unverified: bool = False,
-                   teach_mode_choice: bool = True, open_choice_conditions: Iterable[str] = ()) -> list[Example]:
+                   teach_mode_choice: bool = True, open_choice_conditions: Iterable[str] = (),
+                   prompt_form: str = "chat") -> list[Example]:
     """Items -> prompt/completion text pairs (prompt rendered with the model's template and
-    ``chat_template_kwargs``); `personadual.tokenization.example_ids` turns each into training ids."""
+    ``chat_template_kwargs``); `personadual.tokenization.example_ids` turns each into training ids.
+
+    ``prompt_form="cloze"``: an item with a question stem and option texts (the `data get` benchmarks,
+    MMLU) is taught in the cloze form the choice protocol reads (`modes.render_cloze`): the question
+    alone, no chat template, and the reply ``[marker]\nAnswer: {text of the trace's answer}`` (the
+    reasoning dropped). Other items (PersonaBench) keep the chat form."""
     if mix not in ALL_MIXES:
         raise ValueError(f"mix: unknown {mix!r}; known: {list(ALL_MIXES)}")
+    if prompt_form not in PROMPT_FORMS:
+        raise ValueError(f"prompt_form: expected one of {', '.join(PROMPT_FORMS)}, got {prompt_form!r}")
     eos = tokenizer.eos_token or ""
     out: list[Example] = []
     if mix == "pretrain":
@@ -109,11 +120,15 @@ def build_examples(items: Iterable[Item], mix: str, tokenizer, modes: modes_lib.
             chosen += [m for m in it.traces if m != mode and it.trace_correct(m)]
         elif mix == "dual" and cross_mode_share > 0 and random.Random(f"{seed}-{it.id}").random() < cross_mode_share:
             chosen += [m for m in it.traces if m != mode and (cross_mode_unverified or it.trace_correct(m))]
-        prompt = modes_lib.render_prompt(tokenizer, it.question, it.persona, chat_template_kwargs,
-                                         persona_template=persona_template)
+        texts, stem = (option_texts(it), question_stem(it)) if prompt_form == "cloze" else ({}, "")
+        cloze = bool(texts and stem)
+        prompt = (modes_lib.render_cloze(stem, it.persona) if cloze else modes_lib.render_prompt(
+            tokenizer, it.question, it.persona, chat_template_kwargs, persona_template=persona_template))
         for m in chosen:
             tr = it.traces[m]
-            ex = {"prompt": prompt, "completion": modes_lib.format_response(m, tr.reasoning, tr.answer, modes) + eos}
+            reply = (modes_lib.cloze_response(m, texts[tr.answer], modes) if cloze
+                     else modes_lib.format_response(m, tr.reasoning, tr.answer, modes))
+            ex = {"prompt": prompt, "completion": reply + eos}
             taught_marker = it.trace_correct(m) and (cross_mode_trains_marker or it.condition in open_choice)
             if teach_mode_choice and m != mode and not taught_marker:
                 ex["marker_in_loss"] = False  # the marker is given, as a forced one is: only the reasoning is taught

@@ -35,7 +35,8 @@ def main(cfg: SFTRunConfig, resume: bool = False) -> dict:
     examples = build_examples(items, cfg.mix, tok, modes, cross_mode_share=cfg.cross_mode_share, seed=cfg.seed,
                               chat_template_kwargs=template_kwargs, cross_mode_trains_marker=cfg.cross_mode_trains_marker,
                               cross_mode_unverified=cfg.cross_mode_unverified,
-                              teach_mode_choice=cfg.teach_mode_choice, open_choice_conditions=cfg.open_choice_conditions)
+                              teach_mode_choice=cfg.teach_mode_choice, open_choice_conditions=cfg.open_choice_conditions,
+                              prompt_form=cfg.prompt_form)
     if not examples:
         raise ValueError(f"{cfg.data}: mix {cfg.mix!r} selected no training examples")
     print(f"[sft] {len(examples)} examples ({cfg.mix}) from {len(items)} items")
