@@ -169,3 +169,31 @@ def test_a_set_aside_general_mode_reads_the_question_without_its_persona(tiny_di
     assert only[0].p_mode == pytest.approx(given["auto"][0].p_mode, abs=1e-5)
     with pytest.raises(ValueError, match="set-aside: needs a mode model"):
         choice_runs(Engine.load(str(tiny_dir), protocol="plain"), items, "cloze", general_context="set-aside")
+
+
+def test_the_cloze_reward_reads_the_option_a_sampled_reply_names():
+    from personadual.rl.rewards import cloze_accuracy_reward, cloze_answer
+
+    texts = {"A": "glue them on with mascara.", "B": "put eyelash glue on the fake eyelashes", "C": "glue"}
+    assert cloze_answer("[General_mode]\nAnswer: Glue them on with  mascara", texts) == "A"
+    assert cloze_answer("\nAnswer: put eyelash glue on the fake eyelashes and wait", texts) == "B"
+    assert cloze_answer("Answer: glue it all", texts) == "C"  # the longest option text it starts with
+    assert cloze_answer("Answer: tape", texts) is None and cloze_answer("no answer line", texts) is None
+    rows = json.dumps(texts)
+    assert cloze_accuracy_reward(["Answer: glue them on with mascara.", "Answer: tape", "x"], gold=["A", "A", "A"],
+                                 option_texts=[rows, rows, ""]) == [1.0, 0.0, None]
+
+
+def test_rl_rows_in_the_cloze_form_carry_the_prompt_and_option_texts(tiny_dir, mmlu_cond, bench_dir):
+    from transformers import AutoTokenizer
+
+    from personadual.rl.train import rows_for
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_dir))
+    items = read_items(mmlu_cond / "test.jsonl")[:3] + read_items(bench_dir / "test.jsonl")[:2]
+    rows = rows_for(items, tok, prompt_form="cloze")
+    for it, row in zip(items[:3], rows):
+        assert row["prompt"] == cloze_question(question_stem(it), it.persona) + "\n"
+        assert json.loads(row["option_texts"]) == option_texts(it)
+    assert all(json.loads(r["option_texts"]) == {} and "<answer>" not in r["prompt"] for r in rows[3:])
+    assert rows_for(items[:1], tok)[0]["prompt"] != rows[0]["prompt"]  # chat is the default

@@ -40,6 +40,9 @@ class RLRunConfig(GRPOConfig):
     eval_data: str | None = help_field("items for the end-of-run check (JSONL or directory: its val.jsonl)", None)
     eval_limit: int = help_field("eval items for the end-of-run check (0 = none)", 300)
     limit: int | None = help_field("use only the first N training items (after shuffling with seed)", None)
+    prompt_form: str = help_field("chat (the chat template, reasoning and answer block) or cloze (items with a question "
+                                  "stem and option texts asked as the cloze choice form reads them; reward them with "
+                                  "cloze_accuracy)", "chat")
     # DualGRPO
     estimator: str = help_field(f"advantage estimator: {', '.join(sorted(ESTIMATORS))}", "dual")
     force_modes: bool = help_field("split each prompt's G rollouts evenly over the modes (forced markers)", True)
@@ -82,6 +85,8 @@ class RLRunConfig(GRPOConfig):
         missing = [k for k in ("model", "data", "output_dir") if not getattr(self, k)]
         if missing:
             raise ValueError(f"missing required field(s): {missing}")
+        if self.prompt_form not in ("chat", "cloze"):
+            raise ValueError(f"prompt_form: expected chat or cloze, got {self.prompt_form!r}")
         if self.estimator not in ESTIMATORS:
             raise ValueError(f"estimator: unknown {self.estimator!r}; known: {sorted(ESTIMATORS)}")
         if self.estimator != "grpo" and self.loss_type in SEQUENCE_LEVEL_LOSSES:

@@ -9,6 +9,7 @@ The eval metrics use the same parser and the same notion of correct, so reward a
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from typing import Callable
 
@@ -51,8 +52,39 @@ def persona_consistency_reward(completions, kind, persona_pull, mode=None, **_) 
     return out
 
 
+def _norm(text: str) -> str:
+    return " ".join(text.split()).casefold().rstrip(".")
+
+
+def cloze_answer(completion, texts: dict[str, str]) -> str | None:
+    """The option a cloze-form reply names: the text after its last ``Answer:`` (the marker line before it,
+    if any, is ignored), matched to the option texts: equal, or the longest option text it starts with.
+    None when it names none of them. The choice protocol scores the same options by likelihood; this reads
+    what a sampled reply says."""
+    text = _text(completion)
+    said = _norm(text.rsplit(modes_lib.CLOZE_ANSWER, 1)[1]) if modes_lib.CLOZE_ANSWER in text else ""
+    if not said:
+        return None
+    exact = [k for k, t in texts.items() if _norm(t) == said]
+    if exact:
+        return exact[0]
+    starts = [(len(_norm(t)), k) for k, t in texts.items() if _norm(t) and said.startswith(_norm(t))]
+    return max(starts)[1] if starts else None
+
+
+def cloze_accuracy_reward(completions, gold, option_texts, **_) -> list[float | None]:
+    """Cloze-form rows: 1 when the reply's ``Answer:`` names the gold option's text, else 0; None on rows
+    without option texts (chat-form rows: `accuracy` scores them)."""
+    out: list[float | None] = []
+    for c, g, texts in zip(completions, gold, option_texts):
+        options = json.loads(texts) if texts else {}
+        out.append(float(cloze_answer(c, options) == g) if options else None)
+    return out
+
+
 REWARDS: dict[str, Callable] = {
     "accuracy": accuracy_reward,
+    "cloze_accuracy": cloze_accuracy_reward,
     "format": format_reward,
     "persona_consistency": persona_consistency_reward,
 }

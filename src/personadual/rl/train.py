@@ -7,6 +7,7 @@ import os
 import random
 
 from .. import modes as modes_lib
+from ..data.options import option_texts, question_stem
 from ..data.schema import Item, read_split
 from ..tokenization import resolve_chat_template_kwargs, settings_text
 from ..training import (MarkCompleteCallback, expose_head_bias, load_model_and_tokenizer, prepare_run,
@@ -16,15 +17,24 @@ from .config import RLRunConfig
 from .rewards import REWARDS, make_judge_reward
 
 
-def rows_for(items: list[Item], tokenizer, chat_template_kwargs: dict | None = None) -> list[dict]:
+def _prompt(it: Item, tokenizer, chat_template_kwargs: dict | None, prompt_form: str) -> tuple[str, dict]:
+    """The rendered prompt and, in the cloze form, the option texts its reply names (else {})."""
+    texts, stem = (option_texts(it), question_stem(it)) if prompt_form == "cloze" else ({}, "")
+    if texts and stem:
+        return modes_lib.render_cloze(stem, it.persona), texts
+    return modes_lib.render_prompt(tokenizer, it.question, it.persona, chat_template_kwargs), {}
+
+
+def rows_for(items: list[Item], tokenizer, chat_template_kwargs: dict | None = None,
+             prompt_form: str = "chat") -> list[dict]:
     """Items -> GRPO dataset rows: the rendered prompt plus the fields rewards and logs read."""
-    return [
-        {"prompt": modes_lib.render_prompt(tokenizer, it.question, it.persona, chat_template_kwargs),
-         "gold": it.gold, "kind": it.kind,
-         "condition": it.condition, "persona_pull": it.persona_pull or "", "family": it.family, "item_id": it.id,
-         "persona": it.persona or "", "question": it.question}
-        for it in items
-    ]
+    rows = []
+    for it in items:
+        prompt, texts = _prompt(it, tokenizer, chat_template_kwargs, prompt_form)
+        rows.append({"prompt": prompt, "gold": it.gold, "kind": it.kind, "condition": it.condition,
+                     "persona_pull": it.persona_pull or "", "family": it.family, "item_id": it.id,
+                     "persona": it.persona or "", "question": it.question, "option_texts": json.dumps(texts)})
+    return rows
 
 
 def reward_functions(cfg: RLRunConfig) -> list:
@@ -52,7 +62,7 @@ def build_trainer(cfg: RLRunConfig, model=None, tok=None):
     items = read_split(cfg.data, cfg.prompt_split)
     random.Random(cfg.seed).shuffle(items)
     template_kwargs = resolve_chat_template_kwargs(cfg.chat_template_kwargs, cfg.model)
-    rows = rows_for(items[: cfg.limit], tok, template_kwargs)
+    rows = rows_for(items[: cfg.limit], tok, template_kwargs, cfg.prompt_form)
     marker_ids = modes_lib.marker_token_ids(tok, modes)
     peft_config = cfg.lora.to_peft(model, marker_ids) if cfg.lora is not None else None
     adv_cfg = AdvantageConfig(scale_rewards=cfg.scale_rewards, alpha=cfg.alpha, prefix_weight=cfg.prefix_weight,
