@@ -184,11 +184,11 @@ def test_study_cli_refuses_bad_settings_before_running_anything(tmp_path):
 
     from personadual.cli import app
 
-    r = CliRunner().invoke(app, ["study", "real", "--out", str(tmp_path / "s"), "--set", "pretrain:max_steps=3"])
+    r = CliRunner().invoke(app, ["study", "mmlu-chat", "--out", str(tmp_path / "s"), "--set", "pretrain:max_steps=3"])
     assert r.exit_code == 2 and "STAGE one of data, audit, sft, rl, eval" in r.output
-    r = CliRunner().invoke(app, ["study", "real", "--out", str(tmp_path / "s"), "--budget", "huge"])
+    r = CliRunner().invoke(app, ["study", "mmlu-chat", "--out", str(tmp_path / "s"), "--budget", "huge"])
     assert r.exit_code == 2 and "--budget: expected one of full, smoke" in r.output
-    r = CliRunner().invoke(app, ["study", "real", "--out", str(tmp_path / "s"), "--model-dir", str(tmp_path / "none")])
+    r = CliRunner().invoke(app, ["study", "mmlu-chat", "--out", str(tmp_path / "s"), "--model-dir", str(tmp_path / "none")])
     assert r.exit_code == 2 and "no such directory" in r.output
     assert not (tmp_path / "s").exists()
 

