@@ -76,3 +76,27 @@ def test_the_study_stops_at_a_degenerate_dual_model_then_runs_every_stage_when_a
     assert again["claims"] == summary["claims"]
     with pytest.raises(ValueError, match="was started with"):
         run_bench_study(plan(overrides={**TOY, "rl": ["max_steps=3"]}))
+
+
+@pytest.mark.slow
+def test_the_grid_runner_runs_the_real_study_per_seed_and_tables_its_claims(tmp_path, tiny_llama,  # noqa: F811
+                                                                            fake_benchmarks):
+    from personadual.experiments.grid import GridPlan, run_grid
+    from personadual.experiments.study_bench import BenchStudyPlan, run_bench_study
+
+    ran = []
+
+    def run_one(run, out):  # the subprocess `personadual study real --out OUT --seed S`, in-process
+        ran.append(run.name)
+        run_bench_study(BenchStudyPlan(out, seed=run.seed, budget="smoke", model_dir=tiny_llama, overrides=TOY,
+                                       cache=fake_benchmarks, allow_degenerate=True))
+
+    plan = GridPlan(tmp_path / "grid", (0, 1), ("native",), study="real")
+    result = run_grid(plan, run_one)
+    assert ran == ["s0-native", "s1-native"] and result["n"] == 2
+    md = (tmp_path / "grid" / "grid.md").read_text()
+    assert md.startswith(f"# Over seeds x kernels: {result['all_claims']}/2 runs pass all 6 claims")
+    assert "interference <= base / 4" in md and "| s1-native |" in md and "DEGENERATE" in md
+    assert run_grid(plan, run_one)["rows"] == result["rows"] and len(ran) == 2  # finished runs are read back
+    with pytest.raises(ValueError, match="study: expected one of demo, real"):
+        GridPlan(tmp_path / "g", study="mmlu")

@@ -210,7 +210,8 @@ from .data.get import data_get_command  # noqa: E402
 from .data.teach.commands import personas_command, teach_command  # noqa: E402
 from .eval.commands import eval_command, report_command  # noqa: E402
 from .experiments.commands import demo_command, demo_grid_command, rl_compare_command  # noqa: E402
-from .experiments.study_commands import study_audit_command, study_mmlu_chat_command, study_real_command  # noqa: E402
+from .experiments.study_commands import (study_audit_command, study_mmlu_chat_command, study_real_command,  # noqa: E402
+                                         study_real_grid_command)
 from .models.commands import model_get_command, model_import_command  # noqa: E402
 from .serve.commands import chat_command, serve_command  # noqa: E402
 
@@ -222,7 +223,8 @@ for _group, _name, _fn in ((app, "demo", demo_command), (app, "demo-grid", demo_
                            (data_app, "get", data_get_command), (model_app, "import", model_import_command),
                            (model_app, "get", model_get_command),
                            (study_app, "real", study_real_command), (study_app, "audit", study_audit_command),
-                           (study_app, "mmlu-chat", study_mmlu_chat_command)):
+                           (study_app, "mmlu-chat", study_mmlu_chat_command),
+                           (study_app, "real-grid", study_real_grid_command)):
     _group.command(_name)(_fn)
 
 

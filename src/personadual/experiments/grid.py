@@ -1,4 +1,4 @@
-"""`personadual demo-grid`: the demo over seeds x CPU kernel settings, one table of the paper's claims.
+"""`personadual demo-grid` and `study real-grid`: a study over seeds x CPU kernel settings, one table of its claims.
 
 Why a grid. The demo is deterministic on one machine, but its floating-point sums depend on the
 vector kernels torch picks for the processor, and 1,500 + 300 + 60 training steps compound a
@@ -10,10 +10,12 @@ the next is a property of the recipe, not of the method, so the recipe is judged
   changes torch's CPU kernels, and with them the rounding, exactly as another processor would;
   ``native`` leaves the machine's own choice (`torch.backends.cpu.get_cpu_capability()`).
 
-Each run is a full `personadual demo` in its own folder (``OUT/s{seed}-{kernel}``), resumable as the
-demo is: a finished run is read back, an interrupted one continues. Every run is judged by the
-same `demo_report.claims`; the table also shows the dual SFT model's decisive-item count (how far
-apart its forced modes are) and the run's time. Written to OUT/grid.md and OUT/grid.json.
+Each run is a full study in its own folder (``OUT/s{seed}-{kernel}``): `personadual demo` (``study="demo"``)
+or `personadual study real` (``study="real"``), resumable as the study is: a finished run is read back, an
+interrupted one continues. Every demo run is judged by the same `demo_report.claims`, every real study
+by its own report's claims (`study_bench_report`); the table also shows the dual SFT model's decisive
+items (how far apart its forced modes are), its val check and the run's time. Written to OUT/grid.md
+and OUT/grid.json.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 from ..files import write_text_atomic
 
 KERNELS = ("native", "default", "avx2", "avx512")
+STUDIES = {"demo": ("demo",), "real": ("study", "real")}  # study -> its command after `personadual`
 CLAIM_NAMES = ("naive interference", "near interference-free", "helpful gain", "personalized kept", "RL improves")
 
 
@@ -54,7 +57,8 @@ class GridPlan:
     out: Path
     seeds: tuple[int, ...] = (0, 1, 2)
     kernels: tuple[str, ...] = ("default", "native")
-    demo_args: tuple[str, ...] = ()  # extra `personadual demo` flags
+    demo_args: tuple[str, ...] = ()  # extra flags of the study's command
+    study: str = "demo"  # "demo" (`personadual demo`) or "real" (`personadual study real`)
     python: str = sys.executable
     pythonpath: str | None = None  # run another checkout's code (the benchmark of the recipe before a change)
     cwd: str | None = None  # where the demo runs (its recipes are found from there)
@@ -66,6 +70,8 @@ class GridPlan:
             raise ValueError(f"kernels: unknown {bad}; known: {', '.join(KERNELS)}")
         if not self.seeds or not self.kernels:
             raise ValueError("a grid needs at least one seed and one kernel setting")
+        if self.study not in STUDIES:
+            raise ValueError(f"study: expected one of {', '.join(STUDIES)}, got {self.study!r}")
         self.out = Path(self.out)
         self.runs = [GridRun(s, k) for s in self.seeds for k in self.kernels]
 
@@ -84,7 +90,7 @@ def run_grid(plan: GridPlan, run_one=None) -> dict:
             t0 = time.time()
             (run_one or _demo_subprocess(plan))(run, out)
             print(f"[grid] {run.name}: {time.time() - t0:.0f} s")
-        rows.append(judge_run(run, out))
+        rows.append(judge_run(run, out) if plan.study == "demo" else judge_real_run(run, out))
         write_grid(plan.out, rows)  # after every run: an interrupted grid keeps what it has
     return {"rows": rows, "all_claims": sum(r["all_claims"] for r in rows), "n": len(rows)}
 
@@ -94,13 +100,14 @@ def _demo_subprocess(plan: GridPlan):
         env = run.env()
         if plan.pythonpath:
             env["PYTHONPATH"] = plan.pythonpath
-        cmd = [plan.python, "-m", "personadual.cli", "demo", "--out", str(out.resolve()), "--seed", str(run.seed),
-               *plan.demo_args]
+        cmd = [plan.python, "-m", "personadual.cli", *STUDIES[plan.study], "--out", str(out.resolve()), "--seed",
+               str(run.seed), *plan.demo_args]
         out.mkdir(parents=True, exist_ok=True)
         with open(out.parent / f"{run.name}.log", "a") as log:
             proc = subprocess.run(cmd, env=env, cwd=plan.cwd, stdout=log, stderr=subprocess.STDOUT)
         if proc.returncode != 0:
-            raise RuntimeError(f"demo {run.name} failed (exit {proc.returncode}); log: {out.parent / (run.name + '.log')}")
+            raise RuntimeError(f"{plan.study} {run.name} failed (exit {proc.returncode}); log: "
+                               f"{out.parent / (run.name + '.log')}")
     return run
 
 
@@ -129,6 +136,18 @@ def judge_run(run: GridRun, out: Path) -> dict:
             "seconds": round(sum(times.values()), 1)}
 
 
+def judge_real_run(run: GridRun, out: Path) -> dict:
+    """One real study's row, from its summary.json: the claims as its report judged them."""
+    summary = json.loads((out / "summary.json").read_text())
+    check = summary.get("check") or {}
+    sep = check.get("separation") or {}
+    return {"run": run.name, "seed": run.seed, "kernel": run.kernel, "cpu_capability": None,
+            "claims": summary["claims"], "all_claims": all(c["pass"] for c in summary["claims"]),
+            "sft_dual_decisive": sep.get("decisive"), "sft_dual_check": check_verdict(check),
+            "rl_dual_check": f"general context: {check.get('general_context')}",
+            "seconds": round(sum((summary.get("stage_seconds") or {}).values()), 1)}
+
+
 def check_verdict(check: dict | None) -> str:
     """A model's val check in a word or two (older demos ran none)."""
     if not check:
@@ -152,10 +171,10 @@ def write_grid(out: Path, rows: list[dict]) -> str:
     """OUT/grid.json and OUT/grid.md: a row per run, a PASS/FAIL cell per claim, the failures spelt out."""
     from .demo_report import RL_CLAIM, noise_sentence
 
-    head = ["run", "kernel in force", *CLAIM_NAMES, "sft_dual decisive (test)", "sft_dual val check", "rl_dual val check",
-            "seconds"]
+    names = [c["name"] for c in rows[0]["claims"]] if rows else list(CLAIM_NAMES)
+    head = ["run", "kernel in force", *names, "sft_dual decisive", "sft_dual val check", "rl_dual val check", "seconds"]
     verdicts = [c for r in rows for c in r["claims"]]
-    lines = [f"# The demo over seeds x kernels: {sum(r['all_claims'] for r in rows)}/{len(rows)} runs pass all five claims",
+    lines = [f"# Over seeds x kernels: {sum(r['all_claims'] for r in rows)}/{len(rows)} runs pass all {len(names)} claims",
              "", f"{sum(not c['pass'] for c in verdicts)} of {len(verdicts)} claims fail, "
              f"{sum(not c['pass'] and not c.get('within_noise') for c in verdicts)} of them beyond the test split's noise "
              "(a verdict marked *within noise* has its goal inside the claim's paired 95% interval: another test "

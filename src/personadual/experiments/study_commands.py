@@ -98,3 +98,21 @@ def study_audit_command(out: Path = typer.Option(Path("runs/audit"), help="outpu
     except (ValueError, FileNotFoundError, ArtifactError) as e:
         _fail(str(e))
     typer.echo(f"[audit] {out / 'audit.md'}")
+
+
+def study_real_grid_command(out: Path = typer.Option(Path("runs/real-grid"), help="one folder per seed, plus grid.md "
+                                                     "and grid.json"),
+                            seeds: str = typer.Option("0,1,2", help="comma-separated seeds"),
+                            kernels: str = typer.Option("native", help="CPU kernel settings (native, default, avx2, "
+                                                        "avx512), comma-separated"),
+                            allow_degenerate: bool = typer.Option(False, help="passed to every `study real`")):
+    """`study real` over seeds (and CPU kernels), one after the other: a table of its six claims. Resumable."""
+    from .grid import GridPlan, run_grid, write_grid
+
+    try:
+        plan = GridPlan(out, tuple(int(s) for s in seeds.split(",")), tuple(kernels.split(",")),
+                        ("--allow-degenerate",) if allow_degenerate else (), study="real")
+    except ValueError as e:
+        _fail(str(e))
+    result = run_grid(plan)
+    typer.echo(write_grid(plan.out, result["rows"]))
