@@ -32,7 +32,7 @@ rl-compare: $(STAMP)  # after `make demo`: SFT start vs the three RL estimators 
 	$(BIN)/personadual rl-compare --out $(RUN) --seeds $(SEEDS)
 
 BUDGET ?= full
-study-real: $(STAMP)  # PersonaDual on SmolLM2-135M-Instruct + MMLU (about 90 minutes on 2 cores; BUDGET=smoke: minutes)
+study-real: $(STAMP)  # PersonaDual on SmolLM2-135M-Instruct + five real benchmarks, cloze form (BUDGET=smoke: minutes)
 	$(BIN)/personadual study real --out runs/study-real$(if $(filter smoke,$(BUDGET)),-smoke) --budget $(BUDGET)
 
 bench: $(STAMP)
