@@ -59,7 +59,9 @@ def test_the_study_stops_at_a_degenerate_dual_model_then_runs_every_stage_when_a
     assert data["by_benchmark"]["test"] and set(data["by_benchmark"]["train"]) == {"piqa", "openbookqa"}
     train_ids = {json.loads(x)["base_id"] for x in (out / "data" / "train.jsonl").read_text().splitlines()}
     test_ids = {json.loads(x)["base_id"] for x in (out / "data" / "test.jsonl").read_text().splitlines()}
+    rl_ids = {json.loads(x)["base_id"] for x in (out / "data" / "rl.jsonl").read_text().splitlines()}
     assert train_ids and test_ids and not train_ids & test_ids  # no test question is trained on
+    assert rl_ids and not rl_ids & (train_ids | test_ids)  # RL's prompts are questions SFT never saw
 
     summary = run_bench_study(plan(allow_degenerate=True))  # the same folder goes on: the check now only warns
     assert [c["name"] for c in summary["claims"]] == ["naive interference", "near interference-free", "helpful gain",

@@ -2,6 +2,8 @@
 
 From the five labelled benchmarks of `data get` (`data.benchmarks`), by their fixed partitions:
 
+- ``rl.jsonl``: ``rl_per_benchmark`` further train-partition questions of each benchmark, drawn like train
+  but never in it: DualGRPO's prompts;
 - ``train.jsonl``: up to ``train_per_benchmark`` train-partition questions of each benchmark, each under
   one persona condition (drawn with the conditions' train weights), with templated traces
   (`data.conditions.templated`: the general mode answers the gold; the personalized mode follows a
@@ -37,6 +39,8 @@ class RealDataConfig:
 
     benchmarks: list[str] = help_field("benchmarks of `data get`", factory=lambda: list(BENCHMARKS))
     train_per_benchmark: int = help_field("train-partition questions per benchmark (one condition each)", 500)
+    rl_per_benchmark: int = help_field("further train-partition questions per benchmark, for RL prompts only "
+                                       "(rl.jsonl): RL on SFT's own questions would reward what SFT memorised", 40)
     val_questions: int = help_field("val-partition questions per benchmark, each under every condition", 40)
     test_questions: int = help_field("test-partition questions per benchmark, each under every condition", 100)
     seed: int = help_field("which questions are drawn, and the conditions and personas drawn for them", 0)
@@ -44,8 +48,8 @@ class RealDataConfig:
     def __post_init__(self):
         if unknown := [b for b in self.benchmarks if b not in BENCHMARKS]:
             raise ValueError(f"benchmarks: unknown {unknown}; known: {', '.join(BENCHMARKS)}")
-        if min(self.train_per_benchmark, self.val_questions, self.test_questions) < 0:
-            raise ValueError("train_per_benchmark, val_questions and test_questions must be >= 0")
+        if min(self.train_per_benchmark, self.rl_per_benchmark, self.val_questions, self.test_questions) < 0:
+            raise ValueError("train_per_benchmark, rl_per_benchmark, val_questions and test_questions must be >= 0")
 
 
 def _draw(items: list[Item], n: int, key: str) -> list[Item]:
@@ -55,15 +59,22 @@ def _draw(items: list[Item], n: int, key: str) -> list[Item]:
 
 def real_splits(questions: dict[str, list[Item]], cfg: RealDataConfig) -> dict[str, list[Item]]:
     """split -> items, from benchmark -> its questions (each with its fixed ``split``)."""
-    want = {"train": cfg.train_per_benchmark, "val": cfg.val_questions, "test": cfg.test_questions}
-    out: dict[str, list[Item]] = {s: [] for s in want}
+    want = {"train": cfg.train_per_benchmark + cfg.rl_per_benchmark, "val": cfg.val_questions,
+            "test": cfg.test_questions}
+    out: dict[str, list[Item]] = {s: [] for s in ("train", "rl", "val", "test")}
     for name in cfg.benchmarks:
         for split, n in want.items():
             chosen = _draw([it for it in questions[name] if it.split == split], n, f"{cfg.seed}-{name}-{split}")
             grid = build_conditions(chosen, ConditionsConfig(seed=cfg.seed, splits={split: 1.0}, option_refs="text",
-                                                             keep_splits=True))
-            out[split] += with_templated_traces(grid.get(split, []))
-    random.Random(f"{cfg.seed}-order").shuffle(out["train"])
+                                                             keep_splits=True)).get(split, [])
+            items = with_templated_traces(grid)
+            if split == "train":  # the first train_per_benchmark questions train SFT, the rest are RL's prompts
+                sft_ids = {it.id for it in chosen[: cfg.train_per_benchmark]}
+                out["rl"] += [it for it in items if it.base_id not in sft_ids]
+                items = [it for it in items if it.base_id in sft_ids]
+            out[split] += items
+    for split in ("train", "rl"):
+        random.Random(f"{cfg.seed}-order-{split}").shuffle(out[split])
     return out
 
 

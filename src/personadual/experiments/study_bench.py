@@ -16,7 +16,8 @@ where the audit shows the model knows something and a persona bends it (docs/res
   (almost) never disagree is DEGENERATE and the study stops there (`StudyStopped`), unless
   ``allow_degenerate``. The general context with the higher balanced accuracy on val is the one every
   later evaluation uses (chosen on val, never on test);
-- rl: DualGRPO from the dual SFT model on train-partition prompts (recipes/smollm2-135m/rl-cloze.yaml);
+- rl: DualGRPO from the dual SFT model on train-partition questions SFT never saw (recipes/smollm2-135m/
+  rl-cloze.yaml);
 - eval: every model on test, and the mode models on PersonaBench's personalized test items (generated);
 - report: report.md and summary.json, the paper's claims and ours (`study_bench_report`).
 
@@ -38,7 +39,7 @@ STAGES = ("data", "sft", "rl")  # what --set STAGE:key=value can address
 GENERAL_CONTEXTS = ("persona", "set-aside")
 BUDGETS: dict[str, dict[str, list[str]]] = {
     "full": {},
-    "smoke": {"data": ["train_per_benchmark=8", "val_questions=2", "test_questions=3", "personalized_train=8",
+    "smoke": {"data": ["train_per_benchmark=8", "rl_per_benchmark=2", "val_questions=2", "test_questions=3", "personalized_train=8",
                        "personalized_test=4"],
               "sft": ["max_steps=2", "per_device_train_batch_size=4", "save_steps=1000"],
               "rl": ["max_steps=1", "num_generations=4", "per_device_train_batch_size=4", "max_completion_length=12",
@@ -84,6 +85,7 @@ class StudyDataSettings:
 
     benchmarks: list = field(default_factory=lambda: ["piqa", "commonsenseqa", "openbookqa", "siqa", "medmcqa"])
     train_per_benchmark: int = 500
+    rl_per_benchmark: int = 40  # RL's prompts: train-partition questions SFT never saw
     val_questions: int = 40
     test_questions: int = 60
     personalized_train: int = 300  # PersonaBench personalized items trained on (chat form, templated traces)
@@ -130,7 +132,8 @@ class BenchStudy:
         from .real_data import RealDataConfig, write_real_data
 
         s = self.data_settings()
-        write_real_data(RealDataConfig(benchmarks=list(s.benchmarks), train_per_benchmark=s.train_per_benchmark, val_questions=s.val_questions,
+        write_real_data(RealDataConfig(benchmarks=list(s.benchmarks), train_per_benchmark=s.train_per_benchmark,
+                                       rl_per_benchmark=s.rl_per_benchmark, val_questions=s.val_questions,
                                        test_questions=s.test_questions, seed=self.p.seed), self.data, self.p.cache)
         pb = build(BenchConfig(seed=self.p.seed, train_bases=0, eval_bases={"val": 0, "test": 0},
                                personalized={"train": s.personalized_train, "val": 0, "test": s.personalized_test}))
@@ -213,7 +216,7 @@ class BenchStudy:
         from ..rl.train import main
 
         cfg = load_config(RLRunConfig, self.p.recipes / "rl-cloze.yaml", [
-            f"model={self.out / 'sft_dual' / 'model'}", f"data={self.data / 'train.jsonl'}", f"output_dir={run}",
+            f"model={self.out / 'sft_dual' / 'model'}", f"data={self.data / 'rl.jsonl'}", f"output_dir={run}",
             f"threads={self.p.threads}", f"seed={self.p.seed}", *self._set("rl")])
         main(cfg, resume=any(run.glob("checkpoint-*")))
         prune_checkpoints(run)
