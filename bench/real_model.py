@@ -7,7 +7,10 @@ fraction of the peak rather than a number that only holds on this host:
 - the choice protocol, letter form: prompt tokens per second (prompt + ``The answer is (``);
 - the choice protocol, text form: tokens run per second (each prompt + ``Answer:`` once, and each
   option's tokens branching from it: `personadual.engine.prefix`), and items per second;
-- the plain protocol: generated tokens per second (greedy, the prompts' prefill included, as eval runs it).
+- the plain protocol: generated tokens per second (greedy, the prompts' prefill included, as eval runs it);
+- SFT: training tokens per second of full fine-tuning steps (forward, backward and AdamW on batches of 16
+  cloze-form examples built from the same items, padded as `group_by_length` batches them), against the
+  matmul rate at 6 N FLOPs a token (forward 2 N, backward 4 N).
 
 Fraction = tokens/s x 2 x parameters / matmul FLOP/s: the share of the matmul rate a forward pass at
 2 N FLOPs per token would use. Prefill can approach 1; decoding reads every weight once per step for
@@ -74,7 +77,36 @@ def timed(fn):
     return result, seconds, (before + matmul_gflops()) / 2
 
 
-def main(threads: int, bases: int, plain_items: int, max_new_tokens: int, batch_size: int):
+def sft_tokens_per_second(model, tok, items, steps: int, batch: int = 16) -> tuple[int, float]:
+    """(real tokens trained, seconds) over ``steps`` full fine-tuning steps of cloze examples of ``items``."""
+    import torch
+
+    from personadual.data.conditions.templated import with_templated_traces
+    from personadual.sft.mixes import build_examples
+    from personadual.tokenization import example_ids
+
+    rows = example_ids(tok, build_examples(with_templated_traces(items), "persona_prompted", tok, prompt_form="cloze"))
+    rows.sort(key=lambda r: len(r["input_ids"]))  # like lengths together, as group_by_length does
+    batches = [rows[i: i + batch] for i in range(0, len(rows) - batch + 1, batch)][:steps]
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    model.train()
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    tokens, t = 0, time.perf_counter()
+    for b in batches:
+        width = max(len(r["input_ids"]) for r in b)
+        ids = torch.tensor([r["input_ids"] + [pad] * (width - len(r["input_ids"])) for r in b])
+        mask = torch.tensor([[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in b])
+        labels = torch.tensor([[x if m else -100 for x, m in zip(r["input_ids"], r["completion_mask"])]
+                               + [-100] * (width - len(r["input_ids"])) for r in b])
+        model(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        tokens += int(mask.sum())
+    model.eval()
+    return tokens, time.perf_counter() - t
+
+
+def main(threads: int, bases: int, plain_items: int, max_new_tokens: int, batch_size: int, sft_steps: int = 6):
     import torch
 
     from personadual.engine import Engine, GenerationConfig
@@ -123,8 +155,15 @@ def main(threads: int, bases: int, plain_items: int, max_new_tokens: int, batch_
     _, s, rate = timed(plain)
     decode = report(f"plain protocol, generated tokens (greedy, up to {max_new_tokens}, prefill included)",
                     generated["n"], s, rate)
+    before = matmul_gflops()
+    tokens, s = sft_tokens_per_second(eng.model, eng.tokenizer, items, sft_steps)
+    rate = (before + matmul_gflops()) / 2
+    sft = tokens / s * 6 * params / (rate * 1e9)
+    print(f"SFT, full fine-tuning (batches of 16 cloze examples, {sft_steps} steps): {tokens:,} tokens in {s:.1f} s = "
+          f"{tokens / s:.0f}/s; matmul {rate:.0f} GFLOP/s allows {rate * 1e9 / (6 * params):.0f}/s at 6N FLOPs: "
+          f"fraction {sft:.2f}")
     print(f"RESULT prefill_peak_fraction={min(letter, text):.2f} (letter {letter:.2f}, text {text:.2f}); "
-          f"decode_peak_fraction={decode:.3f}")
+          f"decode_peak_fraction={decode:.3f}; sft_peak_fraction={sft:.2f}")
 
 
 if __name__ == "__main__":
@@ -134,5 +173,6 @@ if __name__ == "__main__":
     ap.add_argument("--plain-items", type=int, default=64)
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--sft-steps", type=int, default=6, help="full fine-tuning steps of 16 examples timed")
     a = ap.parse_args()
-    main(a.threads, a.bases, a.plain_items, a.max_new_tokens, a.batch_size)
+    main(a.threads, a.bases, a.plain_items, a.max_new_tokens, a.batch_size, a.sft_steps)
