@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 
 from ..files import write_text_atomic
+from ..training import is_complete
 
 
 def _cli(*args: str) -> list[str]:
@@ -100,3 +102,27 @@ def run_jobs(jobs: dict[str, list[str]], logs: Path, parallel: int, desc: str, t
                         lg.close()
                     tail = (logs / f"{name}.log").read_text()[-3000:]
                     raise RuntimeError(f"demo job {name!r} failed (exit {proc.returncode}); log {logs / name}.log:\n{tail}")
+
+
+def prune_checkpoints(runs) -> None:
+    """Remove the checkpoints of runs whose final model is complete. They exist to resume a killed run; a
+    finished one is never resumed, and a full fine-tune's checkpoint (the weights and Adam's two moments) is
+    1.6 GB for SmolLM2: three of them would be most of a study's disk."""
+    for run in runs:
+        if is_complete(run / "model"):
+            for ckpt in run.glob("checkpoint-*"):
+                shutil.rmtree(ckpt, ignore_errors=True)
+
+
+def bind_run(plan) -> None:
+    """Record what a study's folder is started with (``plan.identity()`` in study.json), or refuse a rerun with
+    other settings: finished stages would be kept under the old ones."""
+    path, ident = plan.out / "study.json", plan.identity()
+    if path.exists():
+        was = json.loads(path.read_text())
+        if was != ident:
+            raise ValueError(f"{plan.out} was started with {was}; this run asks for {ident}: finished stages would "
+                             "be kept under the old settings. Rerun with the same ones, or choose a new --out")
+        return
+    plan.out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(ident, indent=2) + "\n")

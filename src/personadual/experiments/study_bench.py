@@ -33,6 +33,7 @@ from pathlib import Path
 
 from ..files import write_synced, write_text_atomic
 from ..training import is_complete
+from .jobs import prune_checkpoints
 
 MODEL = "smollm2-135m-instruct"
 STAGES = ("data", "sft", "rl")  # what --set STAGE:key=value can address
@@ -156,7 +157,7 @@ class BenchStudy:
             f"mix={mix}", f"model={self.base}", f"data={self.data / 'sft'}", f"output_dir={run}",
             f"threads={self.p.threads}", f"seed={self.p.seed}", *self._set("sft")])
         main(cfg, resume=any(run.glob("checkpoint-*")))
-        prune_checkpoints(run)
+        prune_checkpoints([run])
         return True
 
     def sft_stage(self) -> bool:
@@ -219,7 +220,7 @@ class BenchStudy:
             f"model={self.out / 'sft_dual' / 'model'}", f"data={self.data / 'rl.jsonl'}", f"output_dir={run}",
             f"threads={self.p.threads}", f"seed={self.p.seed}", *self._set("rl")])
         main(cfg, resume=any(run.glob("checkpoint-*")))
-        prune_checkpoints(run)
+        prune_checkpoints([run])
         return True
 
     def models(self) -> dict[str, Path]:
@@ -248,30 +249,9 @@ def sep_text(check: dict) -> str:
     return f"{sep.get('decisive')} of {sep.get('n')}"
 
 
-def prune_checkpoints(run: Path) -> None:
-    """A finished run's checkpoints (weights and Adam's moments, 1.6 GB for SmolLM2) exist only to resume it."""
-    import shutil
-
-    if is_complete(run / "model"):
-        for ckpt in run.glob("checkpoint-*"):
-            shutil.rmtree(ckpt, ignore_errors=True)
-
-
-def bind_run(plan: BenchStudyPlan) -> None:
-    path, ident = plan.out / "study.json", plan.identity()
-    if path.exists():
-        was = json.loads(path.read_text())
-        if was != ident:
-            raise ValueError(f"{plan.out} was started with {was}; this run asks for {ident}: finished stages would "
-                             "be kept under the old settings. Rerun with the same ones, or choose a new --out")
-        return
-    plan.out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, json.dumps(ident, indent=2) + "\n")
-
-
 def run_bench_study(plan: BenchStudyPlan) -> dict:
     """Run (or resume) every stage; returns summary.json's content. Raises `StudyStopped` at a failed check."""
-    from .jobs import StageClock
+    from .jobs import StageClock, bind_run
     from .study_report import measure_machine
 
     bind_run(plan)

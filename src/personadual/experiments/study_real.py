@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..files import write_text_atomic
 from ..training import is_complete
 from .demo import find_recipes, merge_overrides
-from .jobs import StageClock, _cli, run_jobs
+from .jobs import StageClock, _cli, bind_run, prune_checkpoints, run_jobs
 from .study_data import StudyPaths
 
 MODEL = "smollm2-135m-instruct"
@@ -192,29 +191,6 @@ class StudyStages:
 
         write_study_report(self, machine)
         return True
-
-
-def prune_checkpoints(runs) -> None:
-    """Remove the checkpoints of runs whose final model is complete. They exist to resume a killed run; a
-    finished one is never resumed, and a full fine-tune's checkpoint (the weights and Adam's two moments) is
-    1.6 GB for SmolLM2: three of them would be most of a study's disk."""
-    for run in runs:
-        if is_complete(run / "model"):
-            for ckpt in run.glob("checkpoint-*"):
-                shutil.rmtree(ckpt, ignore_errors=True)
-
-
-def bind_run(plan: StudyPlan) -> None:
-    """Record what the folder is started with (study.json), or refuse a rerun with other settings."""
-    path, ident = plan.out / "study.json", plan.identity()
-    if path.exists():
-        was = json.loads(path.read_text())
-        if was != ident:
-            raise ValueError(f"{plan.out} was started with {was}; this run asks for {ident}: finished stages would "
-                             "be kept under the old settings. Rerun with the same ones, or choose a new --out")
-        return
-    plan.out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, json.dumps(ident, indent=2) + "\n")
 
 
 def run_study(plan: StudyPlan) -> dict:
