@@ -102,3 +102,20 @@ def test_the_grid_runner_runs_the_real_study_per_seed_and_tables_its_claims(tmp_
     assert run_grid(plan, run_one)["rows"] == result["rows"] and len(ran) == 2  # finished runs are read back
     with pytest.raises(ValueError, match="study: expected one of demo, real"):
         GridPlan(tmp_path / "g", study="mmlu")
+
+
+def test_a_run_that_stops_at_its_check_is_a_row_of_the_grid_and_the_next_seed_runs(tmp_path):
+    from personadual.experiments.grid import GridPlan, StoppedRun, run_grid
+
+    ran = []
+
+    def run_one(run, out):
+        ran.append(run.name)
+        out.mkdir(parents=True)
+        (out / "check.json").write_text(json.dumps({"degenerate": True, "separation": {"decisive": 3, "n": 90}}))
+        raise StoppedRun("stopped at its check (exit 3)")
+
+    result = run_grid(GridPlan(tmp_path / "g", (0, 1), ("native",), study="real"), run_one)
+    assert ran == ["s0-native", "s1-native"] and result["all_claims"] == 0
+    md = (tmp_path / "g" / "grid.md").read_text()
+    assert "| s0-native |" in md and "STOPPED: DEGENERATE" in md and "not judged: the study stopped" in md

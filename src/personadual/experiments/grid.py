@@ -88,7 +88,13 @@ def run_grid(plan: GridPlan, run_one=None) -> dict:
         out = plan.out / run.name
         if not (out / "summary.json").exists() or not (out / "report.md").exists():
             t0 = time.time()
-            (run_one or _demo_subprocess(plan))(run, out)
+            try:
+                (run_one or _demo_subprocess(plan))(run, out)
+            except StoppedRun as e:  # a real study that stopped at its check: a row that says so, then the next seed
+                print(f"[grid] {run.name}: {e}")
+                rows.append(stopped_row(run, out))
+                write_grid(plan.out, rows)
+                continue
             print(f"[grid] {run.name}: {time.time() - t0:.0f} s")
         rows.append(judge_run(run, out) if plan.study == "demo" else judge_real_run(run, out))
         write_grid(plan.out, rows)  # after every run: an interrupted grid keeps what it has
@@ -105,6 +111,8 @@ def _demo_subprocess(plan: GridPlan):
         out.mkdir(parents=True, exist_ok=True)
         with open(out.parent / f"{run.name}.log", "a") as log:
             proc = subprocess.run(cmd, env=env, cwd=plan.cwd, stdout=log, stderr=subprocess.STDOUT)
+        if proc.returncode == STOPPED_EXIT and plan.study == "real":
+            raise StoppedRun(f"stopped at its check (exit {proc.returncode}); log: {out.parent / (run.name + '.log')}")
         if proc.returncode != 0:
             raise RuntimeError(f"{plan.study} {run.name} failed (exit {proc.returncode}); log: "
                                f"{out.parent / (run.name + '.log')}")
@@ -134,6 +142,26 @@ def judge_run(run: GridRun, out: Path) -> dict:
             "sft_dual_check": check_verdict(checks.get("sft_dual")),
             "rl_dual_check": check_verdict(checks.get("rl_dual")),
             "seconds": round(sum(times.values()), 1)}
+
+
+STOPPED_EXIT = 3  # `personadual study real` stopped by a failed stage check
+
+
+class StoppedRun(RuntimeError):
+    """A run that stopped itself at a stage check: the grid records it and goes on."""
+
+
+def stopped_row(run: GridRun, out: Path) -> dict:
+    """A real study that stopped at its check: every claim unjudged (FAIL), the check's verdict said."""
+    from .study_bench_report import CLAIM_NAMES as REAL_CLAIMS
+
+    check = json.loads((out / "check.json").read_text()) if (out / "check.json").exists() else {}
+    sep = check.get("separation") or {}
+    return {"run": run.name, "seed": run.seed, "kernel": run.kernel, "cpu_capability": None,
+            "claims": [{"name": n, "pass": False, "text": "not judged: the study stopped at its check",
+                        "interval": None, "within_noise": False} for n in REAL_CLAIMS],
+            "all_claims": False, "sft_dual_decisive": sep.get("decisive"),
+            "sft_dual_check": f"STOPPED: {check_verdict(check)}", "rl_dual_check": "not trained", "seconds": 0.0}
 
 
 def judge_real_run(run: GridRun, out: Path) -> dict:
