@@ -207,3 +207,34 @@ def test_chat_command_shows_the_mode(sft_model, items):
     assert r.exit_code == 0, r.output
     assert "p(mode): general=" in r.output and "[general (forced)]" in r.output
     assert r.output.count("answer:") == 2 and "unknown mode 'silly'" in r.output
+
+
+def test_a_model_without_markers_is_served_as_a_plain_chat_model(tmp_path):
+    """A base or instruct model straight from `model get` has no markers: the server answers as a chat model,
+    with no mode and no p(mode), instead of refusing it."""
+    from fastapi.testclient import TestClient
+
+    from personadual.models.real_vocab import RealVocabConfig, init_model
+    from personadual.serve.app import create_app
+    from personadual.serve.commands import open_engine
+
+    init_model(tmp_path / "plain", RealVocabConfig())
+    engine = open_engine(tmp_path / "plain")
+    assert engine.modes is None and engine.mode_names == []
+    with TestClient(create_app(engine)) as http:
+        assert http.get("/health").json()["modes"] == []
+        body = http.post("/v1/chat/completions", json={"model": "personadual", "max_tokens": 6, "messages": [
+            {"role": "system", "content": "a chef"}, {"role": "user", "content": "What is 2 + 2?"}]}).json()
+        meta = body["personadual"]
+        assert (meta["mode"], meta["p_mode"], meta["forced"]) == (None, {}, False)
+        assert body["choices"][0]["message"]["content"] == engine.generate(
+            [engine.render_prompt("What is 2 + 2?", "a chef")], "auto", _cfg(6))[0].text.strip()
+        refused = http.post("/v1/chat/completions", json={"model": "personadual", "mode": "general", "messages": [
+            {"role": "user", "content": "hi"}]})
+        assert refused.status_code == 400 and "mode" in refused.text
+
+
+def _cfg(max_new_tokens):
+    from personadual.engine import GenerationConfig
+
+    return GenerationConfig(max_new_tokens=max_new_tokens)

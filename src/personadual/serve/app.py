@@ -36,7 +36,7 @@ def create_app(engine, config: ServeConfig | None = None) -> FastAPI:
     # The engine uses its tokenizer in the worker thread (padding on); a HF fast tokenizer is not
     # thread-safe, so prompts are rendered and counted with a copy of our own on the event loop.
     tokenizer = _own_copy(engine.tokenizer)
-    mode_names = [AUTO, *engine.modes.names]
+    mode_names = [AUTO, *engine.mode_names]  # a plain model (no markers): auto only
     started = int(time.time())
 
     @asynccontextmanager
@@ -70,7 +70,7 @@ def create_app(engine, config: ServeConfig | None = None) -> FastAPI:
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "model": cfg.model_name, "modes": engine.modes.names,
+        return {"status": "ok", "model": cfg.model_name, "modes": engine.mode_names,
                 "queued": batcher._pending, "batching": batcher.stats.as_dict()}
 
     @app.get("/v1/models")

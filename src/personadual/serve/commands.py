@@ -16,11 +16,12 @@ from ..cli_args import TEMPLATE_KWARGS_HELP, parse_template_kwargs
 
 def open_engine(model: Path, backend: str = "hf", device: Optional[str] = None, dtype: Optional[str] = None,
                 trust_remote_code: bool = False, chat_template_kwargs: Optional[dict] = None):
-    """`personadual.engine.load_engine`, with its errors as command-line errors."""
+    """`personadual.engine.load_engine`, with its errors as command-line errors. A model without mode markers
+    (a base or instruct model straight from `model get`) is served as a plain chat model: no mode, no p(mode)."""
     from ..engine import load_engine
 
     try:
-        return load_engine(model, backend, device, dtype, trust_remote_code, chat_template_kwargs)
+        return load_engine(model, backend, device, dtype, trust_remote_code, chat_template_kwargs, protocol="auto")
     except FileNotFoundError as e:
         raise typer.BadParameter(str(e), param_hint="--model") from None
     except ValueError as e:
@@ -111,7 +112,7 @@ def chat_command(
 
     engine = open_engine(model, backend, trust_remote_code=trust_remote_code,
                          chat_template_kwargs=parse_template_kwargs(chat_template_kwargs))
-    names = [AUTO, *engine.modes.names]
+    names = [AUTO, *engine.mode_names]
     if mode not in names:
         raise typer.BadParameter(f"unknown mode {mode!r}; expected one of {', '.join(names)}", param_hint="--mode")
     gen_cfg = GenerationConfig(max_new_tokens=max_tokens, temperature=temperature)

@@ -42,7 +42,10 @@ def new_id() -> str:
 
 
 def answer_text(gen) -> str:
-    """The final answer, or (when the response has no readable answer block) what the model wrote."""
+    """The final answer, or (when the response has no readable answer block) what the model wrote. A plain
+    model (no mode, no p(mode)) is a chat model: its reply as written."""
+    if gen.mode is None and not gen.p_mode:
+        return gen.text.strip()
     return gen.parsed.answer if gen.parsed.answer is not None else gen.parsed.reasoning
 
 
