@@ -100,6 +100,23 @@ def model_rows(m: dict[str, dict], preds: dict[str, list], pers: dict[str, dict]
     return lines
 
 
+def benchmark_rows(preds: dict[str, list]) -> list[str]:
+    """Per benchmark and model: none, misaligned, helpful accuracy and the two paired gaps."""
+    from ..eval.metrics import bootstrap_ci
+
+    lines = ["| benchmark | model | none | misaligned | helpful | interference | helpful gain |", "|" + "---|" * 7]
+    benches = sorted({p.family.split(":")[0] for p in preds["base"]})
+    for bench in benches:
+        for n in MODELS:
+            mine = [p for p in preds[n] if p.family.split(":")[0] == bench]
+            acc = [bootstrap_ci([float(p.correct) for p in mine if p.condition == c]) for c in ("none", "misaligned",
+                                                                                                "helpful")]
+            lines.append(f"| {bench if n == 'base' else ''} | {n} | " + " | ".join(_cell(a) for a in acc)
+                         + f" | {_cell(paired_gap(mine, 'none', 'misaligned'))} | "
+                         f"{_cell(paired_gap(mine, 'helpful', 'none'))} |")
+    return lines
+
+
 def write_bench_report(study) -> dict:
     from ..scoring.predict import load_predictions
 
@@ -128,7 +145,8 @@ def write_bench_report(study) -> dict:
         noise = "" if iv is None else (f" Paired 95% interval {100 * iv['lo']:+.1f} to {100 * iv['hi']:+.1f} (goal "
                                        f"{100 * iv['goal']:+.1f})" + (": within noise." if c["within_noise"] else "."))
         lines.append(f"- **{'PASS' if c['pass'] else 'FAIL'}** {c['name']}: {c['text']}{noise}")
-    lines += ["", "## Models on test", "", *model_rows(m, preds, pers), "",
+    lines += ["", "## Models on test", "", *model_rows(m, preds, pers), "", "## Per benchmark", "",
+              *benchmark_rows(preds), "",
               f"Wall time {sum(times.values()):.0f} s ({', '.join(f'{k} {v:.0f}' for k, v in times.items())}); the "
               f"machine's fp32 matmul rate at the start: {machine.get('matmul_gflops_1_thread')} GFLOP/s on 1 thread, "
               f"{machine.get(all_threads)} on {machine.get('cpus')}."]
