@@ -89,17 +89,9 @@ def audit_items(questions: list[Item], n: int, seed: int) -> list[Item]:
 
 
 def _model(plan: AuditPlan) -> Path:
-    if plan.model is not None:
-        return Path(plan.model)
-    from ..artifacts import fetch
-    from ..models.gguf import import_gguf
-    from ..training import is_complete
+    from ..models.gguf import get_model
 
-    base = plan.out / "base"
-    if not is_complete(base):
-        fetched = fetch(MODEL, plan.cache)
-        import_gguf(fetched.path, base, artifact=MODEL, sha256=fetched.artifact.member_sha256)
-    return base
+    return Path(plan.model) if plan.model is not None else get_model(MODEL, plan.out / "base", plan.cache)
 
 
 def run_audit(plan: AuditPlan, say=print) -> dict:

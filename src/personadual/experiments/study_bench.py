@@ -116,11 +116,9 @@ class BenchStudy:
     def fetch_stage(self) -> bool:
         if self.p.model_dir or is_complete(self.base):
             return False
-        from ..artifacts import fetch
-        from ..models.gguf import import_gguf
+        from ..models.gguf import get_model
 
-        fetched = fetch(MODEL, self.p.cache)
-        import_gguf(fetched.path, self.base, artifact=MODEL, sha256=fetched.artifact.member_sha256)
+        get_model(MODEL, self.base, self.p.cache)
         return True
 
     def data_stage(self) -> bool:
@@ -163,15 +161,23 @@ class BenchStudy:
     def sft_stage(self) -> bool:
         return any([self._sft("persona_prompted"), self._sft("dual")])
 
+    def _engine(self, model: Path):
+        """The model's engine, loaded once for all its evaluations (the last model's is kept, one at a time)."""
+        if getattr(self, "_loaded", (None, None))[0] != model:
+            import torch
+
+            from ..engine import Engine
+
+            torch.set_num_threads(self.p.threads)
+            self._loaded = (model, Engine.load(str(model), protocol="auto"))
+        return self._loaded[1]
+
     def _evaluate(self, name: str, model: Path, data: Path, **kw) -> dict:
         from ..eval.run import evaluate
 
         out = self.ev / name
         if not (out / "metrics.json").exists():
-            import torch
-
-            torch.set_num_threads(self.p.threads)
-            evaluate(str(model), str(data), str(out), name=name, batch_size=64, **kw)
+            evaluate(str(model), str(data), str(out), name=name, batch_size=64, engine=self._engine(model), **kw)
         return json.loads((out / "metrics.json").read_text())
 
     def cloze(self, name: str, model: Path, split: str, context: str = "persona") -> dict:

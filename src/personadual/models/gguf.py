@@ -114,3 +114,16 @@ def import_gguf(gguf_path: str | os.PathLike, out_dir: str | os.PathLike, *, art
             "bos": tok.bos_token, "eos": tok.eos_token, "add_bos_token": getattr(tok, "add_bos_token", None),
             "chat_template": bool(tok.chat_template), "gguf_sha256": source["gguf_sha256"],
             "seconds": round(time.monotonic() - start, 1)}
+
+
+def get_model(name: str, out_dir: str | os.PathLike, cache: str | os.PathLike | None = None) -> Path:
+    """A model of the artifact table as an HF directory at ``out_dir``: fetched (`artifacts.fetch`) and
+    imported (`import_gguf`) unless the directory is already complete. The studies' way to `model get`."""
+    from ..artifacts import fetch
+    from ..training import is_complete
+
+    out = Path(out_dir)
+    if not is_complete(out):
+        fetched = fetch(name, cache)
+        import_gguf(fetched.path, out, artifact=name, sha256=fetched.artifact.member_sha256)
+    return out
