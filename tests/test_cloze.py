@@ -195,5 +195,6 @@ def test_rl_rows_in_the_cloze_form_carry_the_prompt_and_option_texts(tiny_dir, m
     for it, row in zip(items[:3], rows):
         assert row["prompt"] == cloze_question(question_stem(it), it.persona) + "\n"
         assert json.loads(row["option_texts"]) == option_texts(it)
+        assert row["prompt_set_aside"] == (cloze_question(question_stem(it), None) + "\n" if it.persona else "")
     assert all(json.loads(r["option_texts"]) == {} and "<answer>" not in r["prompt"] for r in rows[3:])
     assert rows_for(items[:1], tok)[0]["prompt"] != rows[0]["prompt"]  # chat is the default

@@ -72,6 +72,10 @@ def test_config_guards_the_traps():
     with pytest.raises(ConfigError, match="reasoning_coef must be >= 0"):
         load_config(RLRunConfig, None, base + ["reasoning_coef=-0.5"])
     assert load_config(RLRunConfig, None, base + ["reasoning_coef=0"]).reasoning_coef == 0.0
+    with pytest.raises(ConfigError, match="general_context: expected persona or set-aside"):
+        load_config(RLRunConfig, None, base + ["general_context=none"])
+    with pytest.raises(ConfigError, match="needs force_modes: true"):
+        load_config(RLRunConfig, None, base + ["general_context=set-aside", "force_modes=false"])
 
 
 def test_every_grpo_config_field_is_a_recipe_key_checked_by_trl(sft_model, bench_dir, tmp_path):
@@ -155,6 +159,42 @@ def test_forced_rollouts_open_with_each_mode_and_credit_the_marker(sft_model, be
         vals = body[r][out["completion_mask"][r, 1:].bool()].unique()
         assert vals.numel() <= 1
     assert any(k.startswith("dual/reward/") for k in trainer._metrics["train"])
+
+
+def test_set_aside_general_rollouts_are_sampled_without_the_persona_and_trained_with_it(sft_model, bench_dir,
+                                                                                         tmp_path, monkeypatch):
+    from trl import GRPOTrainer
+
+    from personadual.tokenization import prompt_ids
+
+    trainer = make_trainer(sft_model, bench_dir, tmp_path, general_context="set-aside", limit=None)
+    with_persona = [i for i in range(len(trainer.train_dataset)) if trainer.train_dataset[i]["prompt_set_aside"]]
+    inputs = [dict(trainer.train_dataset[i]) for i in with_persona[:2] for _ in range(G)]
+    assert all(r["persona"] and r["persona"] not in r["prompt_set_aside"] for r in inputs)
+    sampled_from = []
+    real = GRPOTrainer._generate_single_turn
+
+    def spy(self, ids, *args, **kwargs):
+        sampled_from.extend(list(p) for p in ids)
+        return real(self, ids, *args, **kwargs)
+
+    monkeypatch.setattr(GRPOTrainer, "_generate_single_turn", spy)
+    torch.manual_seed(0)
+    out = trainer._generate_and_score_completions(inputs)
+    general, personalized = trainer.marker_ids
+    tok = trainer.processing_class
+    for i, row in enumerate(inputs):
+        is_general = i % G < G // 2
+        source = row["prompt_set_aside"] if is_general else row["prompt"]
+        assert sampled_from[i] == prompt_ids(tok, [source])[0] + [general if is_general else personalized]
+        trained = out["prompt_ids"][i][out["prompt_mask"][i].bool()].tolist()
+        assert trained == prompt_ids(tok, [row["prompt"]])[0]  # the marker is chosen where the persona is
+    assert trainer._forced_markers is None and trainer._generation_prompts is None
+    # rows without a persona are sampled from their own prompt in both modes
+    plain = [i for i in range(len(trainer.train_dataset)) if not trainer.train_dataset[i]["prompt_set_aside"]][:1]
+    sampled_from.clear()
+    trainer._generate_and_score_completions([dict(trainer.train_dataset[plain[0]]) for _ in range(G)])
+    assert all(s[:-1] == prompt_ids(tok, [trainer.train_dataset[plain[0]]["prompt"]])[0] for s in sampled_from)
 
 
 def test_grpo_subclass_loss_equals_trl_grpo_loss(sft_model, bench_dir, tmp_path):

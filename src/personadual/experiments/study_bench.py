@@ -17,7 +17,8 @@ where the audit shows the model knows something and a persona bends it (docs/res
   ``allow_degenerate``. The general context with the higher balanced accuracy on val is the one every
   later evaluation uses (chosen on val, never on test);
 - rl: DualGRPO from the dual SFT model on train-partition questions SFT never saw (recipes/smollm2-135m/
-  rl-cloze.yaml);
+  rl-cloze.yaml), its general rollouts sampled in the general context the check chose, so the marker's
+  credit compares the modes as they will be read;
 - eval: every model on test, and the mode models on PersonaBench's personalized test items (generated);
 - report: report.md and summary.json, the paper's claims and ours (`study_bench_report`).
 
@@ -224,7 +225,8 @@ class BenchStudy:
 
         cfg = load_config(RLRunConfig, self.p.recipes / "rl-cloze.yaml", [
             f"model={self.out / 'sft_dual' / 'model'}", f"data={self.data / 'rl.jsonl'}", f"output_dir={run}",
-            f"threads={self.p.threads}", f"seed={self.p.seed}", *self._set("rl")])
+            f"threads={self.p.threads}", f"seed={self.p.seed}", f"general_context={self.general_context()}",
+            *self._set("rl")])
         main(cfg, resume=any(run.glob("checkpoint-*")))
         prune_checkpoints([run])
         return True

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from trl import GRPOConfig
 
 from ..config import fill_trl_defaults, help_field, remember_given
-from ..modes import DEFAULT_MARKERS
+from ..modes import DEFAULT_MARKERS, GENERAL
 from ..training import LoraSpec
 from .advantages import ESTIMATORS
 from .rewards import REWARDS
@@ -44,6 +44,10 @@ class RLRunConfig(GRPOConfig):
                                   "stem and option texts asked as the cloze choice form reads them; reward them with "
                                   "cloze_accuracy)", "chat")
     # DualGRPO
+    general_context: str = help_field("where the general mode's rollouts are sampled: persona (the prompt as given) or "
+                                      "set-aside (the prompt without its persona, as `eval --general-context set-aside` "
+                                      "reads the model); the marker is trained on the prompt as given either way",
+                                      "persona")
     estimator: str = help_field(f"advantage estimator: {', '.join(sorted(ESTIMATORS))}", "dual")
     force_modes: bool = help_field("split each prompt's G rollouts evenly over the modes (forced markers)", True)
     alpha: float = help_field("dual: weight of the marker (mode-selection) advantage", 1.0)
@@ -87,6 +91,11 @@ class RLRunConfig(GRPOConfig):
             raise ValueError(f"missing required field(s): {missing}")
         if self.prompt_form not in ("chat", "cloze"):
             raise ValueError(f"prompt_form: expected chat or cloze, got {self.prompt_form!r}")
+        if self.general_context not in ("persona", "set-aside"):
+            raise ValueError(f"general_context: expected persona or set-aside, got {self.general_context!r}")
+        if self.general_context == "set-aside" and not (self.force_modes and GENERAL in self.modes):
+            raise ValueError("general_context: set-aside samples the forced general mode without the persona; it needs "
+                             "force_modes: true and a 'general' mode")
         if self.estimator not in ESTIMATORS:
             raise ValueError(f"estimator: unknown {self.estimator!r}; known: {sorted(ESTIMATORS)}")
         if self.estimator != "grpo" and self.loss_type in SEQUENCE_LEVEL_LOSSES:

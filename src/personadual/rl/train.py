@@ -17,21 +17,25 @@ from .config import RLRunConfig
 from .rewards import REWARDS, make_judge_reward
 
 
-def _prompt(it: Item, tokenizer, chat_template_kwargs: dict | None, prompt_form: str) -> tuple[str, dict]:
-    """The rendered prompt and, in the cloze form, the option texts its reply names (else {})."""
+def _prompt(it: Item, tokenizer, chat_template_kwargs: dict | None, prompt_form: str,
+            persona: str | None) -> tuple[str, dict]:
+    """The rendered prompt with ``persona`` and, in the cloze form, the option texts its reply names (else {})."""
     texts, stem = (option_texts(it), question_stem(it)) if prompt_form == "cloze" else ({}, "")
     if texts and stem:
-        return modes_lib.render_cloze(stem, it.persona), texts
-    return modes_lib.render_prompt(tokenizer, it.question, it.persona, chat_template_kwargs), {}
+        return modes_lib.render_cloze(stem, persona), texts
+    return modes_lib.render_prompt(tokenizer, it.question, persona, chat_template_kwargs), {}
 
 
 def rows_for(items: list[Item], tokenizer, chat_template_kwargs: dict | None = None,
              prompt_form: str = "chat") -> list[dict]:
-    """Items -> GRPO dataset rows: the rendered prompt plus the fields rewards and logs read."""
+    """Items -> GRPO dataset rows: the rendered prompt plus the fields rewards and logs read, and the prompt
+    with the persona set aside ("" for rows without one), which set-aside general rollouts are sampled from."""
     rows = []
     for it in items:
-        prompt, texts = _prompt(it, tokenizer, chat_template_kwargs, prompt_form)
-        rows.append({"prompt": prompt, "gold": it.gold, "kind": it.kind, "condition": it.condition,
+        prompt, texts = _prompt(it, tokenizer, chat_template_kwargs, prompt_form, it.persona)
+        set_aside = _prompt(it, tokenizer, chat_template_kwargs, prompt_form, None)[0] if it.persona else ""
+        rows.append({"prompt": prompt, "prompt_set_aside": set_aside, "gold": it.gold, "kind": it.kind,
+                     "condition": it.condition,
                      "persona_pull": it.persona_pull or "", "family": it.family, "item_id": it.id,
                      "persona": it.persona or "", "question": it.question, "option_texts": json.dumps(texts)})
     return rows
@@ -72,6 +76,7 @@ def build_trainer(cfg: RLRunConfig, model=None, tok=None):
         model=model, reward_funcs=reward_functions(cfg), args=cfg, train_dataset=Dataset.from_list(rows),
         processing_class=tok, peft_config=peft_config, callbacks=[MarkCompleteCallback()], modes=modes,
         estimator=cfg.estimator, advantage_config=adv_cfg, force_modes=cfg.force_modes,
+        general_context=cfg.general_context,
     )
     expose_head_bias(trainer.model)
     trainer.chat_template_kwargs = template_kwargs  # what its prompts were rendered with, saved with the model

@@ -10,6 +10,9 @@ What changes, and where (everything else -- loss types, KL, clipping, PEFT, vLLM
   start of the completion, so the marker is trained on and scored. Each row is generated on its
   own (``num_generations=1``): vLLM server mode would otherwise sample G completions from the
   first copy only and silently drop the other copies' markers (docs/dualgrpo.md, trap 1).
+  With ``general_context="set-aside"`` the general mode's rollouts are sampled from the prompt
+  without its persona (the row's ``prompt_set_aside``), as the model is read at evaluation in that
+  context; the sequence that is trained keeps the prompt with the persona, where the marker is chosen.
 - `_calculate_rewards`: tells reward functions each rollout's mode (``mode`` row field), since the
   decoded text has lost the marker (trap 2), and keeps the gathered rewards for the advantages.
 - `_generate_and_score_completions`: after TRL has generated, scored and computed its own
@@ -37,12 +40,19 @@ from ..tokenization import prompt_ids
 from .advantages import AdvantageConfig, SeqAdvantages, get_estimator, token_advantages
 
 NO_MODE = -1
+GENERAL_CONTEXTS = ("persona", "set-aside")  # where the general mode's rollouts are sampled
 
 
 class DualGRPOTrainer(GRPOTrainer):
     def __init__(self, *args, modes: modes_lib.ModeSet = modes_lib.DEFAULT_MODES, estimator: str = "dual",
-                 advantage_config: AdvantageConfig = AdvantageConfig(), force_modes: bool = True, **kwargs):
+                 advantage_config: AdvantageConfig = AdvantageConfig(), force_modes: bool = True,
+                 general_context: str = "persona", **kwargs):
         super().__init__(*args, **kwargs)
+        if general_context not in GENERAL_CONTEXTS:
+            raise ValueError(f"general_context: expected one of {GENERAL_CONTEXTS}, got {general_context!r}")
+        if general_context == "set-aside" and not (force_modes and modes_lib.GENERAL in modes.names):
+            raise ValueError("general_context 'set-aside' needs force_modes and a 'general' mode")
+        self.general_context = general_context
         self.modes = modes
         self.marker_ids = modes_lib.marker_token_ids(self.processing_class, modes)
         self._mode_of_token = {tok: k for k, tok in enumerate(self.marker_ids)}
@@ -53,6 +63,7 @@ class DualGRPOTrainer(GRPOTrainer):
         if estimator != "grpo" and self.top_entropy_quantile < 1.0:
             raise ValueError("top_entropy_quantile < 1 can mask the marker token out of the loss (trap 6); keep it at 1")
         self._forced_markers: list[int] | None = None
+        self._generation_prompts: list[list[int] | None] | None = None  # per row: ids to sample from instead
         self._rewards_per_func: torch.Tensor | None = None
 
     # -- rollouts ---------------------------------------------------------------------------------
@@ -66,12 +77,30 @@ class DualGRPOTrainer(GRPOTrainer):
         forced = self._forced_markers
         if forced is None:
             return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
-        prompt_ids = [list(p) + [m] for p, m in zip(prompt_ids, forced, strict=True)]
+        swapped = self._generation_prompts or [None] * len(forced)
+        prompt_ids = [list(s if s is not None else p) + [m] for p, m, s in zip(prompt_ids, forced, swapped, strict=True)]
         completion_ids, logprobs = super()._generate_single_turn(prompt_ids, images, multimodal_fields, 1, has_tool_images)
         completion_ids = [[m] + list(c) for m, c in zip(forced, completion_ids, strict=True)]
-        if logprobs is not None:  # the marker was not sampled: NaN is neutral in TRL's IS correction
-            logprobs = [[float("nan")] + list(lp) for lp in logprobs]
+        if logprobs is not None:
+            # The marker was not sampled, and a swapped row was sampled under another prompt than the one it is
+            # trained with: NaN is neutral in TRL's importance-sampling correction.
+            logprobs = [[float("nan")] * (1 + len(lp)) if s is not None else [float("nan")] + list(lp)
+                        for lp, s in zip(logprobs, swapped, strict=True)]
         return completion_ids, logprobs
+
+    def _set_aside_prompts(self, inputs) -> list[list[int] | None] | None:
+        """Per row, the ids of its prompt without the persona when it is a general-mode rollout of a row that has
+        one (``general_context="set-aside"``), else None."""
+        if self.general_context != "set-aside":
+            return None
+        general = self.marker_ids[self.modes.index(modes_lib.GENERAL)]
+        texts = [x.get("prompt_set_aside") or None if m == general else None
+                 for x, m in zip(inputs, self._forced_markers, strict=True)]
+        wanted = [t for t in texts if t]
+        if not wanted:
+            return None
+        ids = iter(prompt_ids(self.processing_class, wanted))
+        return [next(ids) if t else None for t in texts]
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         for row, ids in zip(inputs, completion_ids_list, strict=True):
@@ -123,10 +152,11 @@ class DualGRPOTrainer(GRPOTrainer):
         digests = self._check_layout(inputs, G)
         if self.force_modes:
             self._forced_markers = [self.marker_ids[((start + i) % G) * M // G] for i in range(B)]
+            self._generation_prompts = self._set_aside_prompts(inputs)
         try:
             out = super()._generate_and_score_completions(inputs)
         finally:
-            self._forced_markers = None
+            self._forced_markers = self._generation_prompts = None
 
         device = out["completion_ids"].device
         first_BT = out["completion_ids"][:, :1]
