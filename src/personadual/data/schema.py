@@ -81,7 +81,8 @@ class DataError(ValueError):
                 + (f"\n... and {more} more" if more else ""))
 
 
-def _describe(e: ValidationError) -> list[str]:
+def validation_messages(e: ValidationError) -> list[str]:
+    """``field: message`` per problem, so a row error names the field like the loaders' own errors do."""
     out = []
     for err in e.errors():
         loc = ".".join(str(p) for p in err["loc"]) or "(row)"
@@ -106,7 +107,7 @@ def parse_rows(lines: Iterable[str], where: str) -> tuple[list[Item], list[str]]
         try:
             items.append(Item.model_validate(row))
         except ValidationError as e:
-            errors.extend(f"{where}:{lineno}: {msg}" for msg in _describe(e))
+            errors.extend(f"{where}:{lineno}: {msg}" for msg in validation_messages(e))
     return items, errors
 
 

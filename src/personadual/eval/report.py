@@ -12,7 +12,9 @@ CONDS = [c for c in OBJECTIVE_CONDITIONS]
 CELL_ORACLE = "the best fixed mode per task family and persona condition, chosen with hindsight"  # hacc_cell_oracle
 
 
-def _pct(x) -> str:
+def percent(x) -> str:
+    """A fraction as a percentage, shared by every report table so they read alike: "-" when missing,
+    ``mean [lo-hi]`` for a value with its interval."""
     if x is None:
         return "-"
     if isinstance(x, dict):
@@ -46,11 +48,11 @@ def _setting(m: dict) -> str:
 def _condition_table(m: dict) -> list[str]:
     """Accuracy per persona condition, with the personalized-mode share beside it when modes were read."""
     shares = m.get("mode_share")
-    share = (lambda c: f" {_pct(shares.get(c, {}).get('personalized', 0.0))} |") if shares else (lambda c: "")
+    share = (lambda c: f" {percent(shares.get(c, {}).get('personalized', 0.0))} |") if shares else (lambda c: "")
     lines = ["| persona condition | accuracy |" + (" personalized-mode share |" if shares else ""),
              "|---|---|" + ("---|" if shares else "")]
-    lines += [f"| {c} | {_pct(m['acc'][c])} |{share(c)}" for c in CONDS if c in m["acc"]]
-    return lines + [f"| personalized items | {_pct(m['personalized_acc'])} |{share('personalized')}"]
+    lines += [f"| {c} | {percent(m['acc'][c])} |{share(c)}" for c in CONDS if c in m["acc"]]
+    return lines + [f"| personalized items | {percent(m['personalized_acc'])} |{share('personalized')}"]
 
 
 def _findings(m: dict) -> list[str]:
@@ -60,24 +62,24 @@ def _findings(m: dict) -> list[str]:
              f"(none - irrelevant): {_pts(inter.get('irrelevant'))}",
              f"- helpful gain (helpful - none): {_pts(m.get('helpful_gain'))}"]
     lines += _pull_lines(m)
-    bal = f"- balanced accuracy: {_pct(m.get('balanced_acc'))}"
+    bal = f"- balanced accuracy: {percent(m.get('balanced_acc'))}"
     # for plain answers the two rates are one; a scored answer is always well formed
     if not (protocol(m) == "plain" and m.get("unreadable")) and protocol(m) != "choice":
-        bal += f"; format errors: {_pct(m.get('format_error_rate'))}%"
+        bal += f"; format errors: {percent(m.get('format_error_rate'))}%"
     if m.get("preferred_mode_agreement") is not None:
-        bal += f"; agreement with the data's preferred mode: {_pct(m['preferred_mode_agreement'])}%"
+        bal += f"; agreement with the data's preferred mode: {percent(m['preferred_mode_agreement'])}%"
     lines.append(bal)
     if m.get("unreadable"):
         u = m["unreadable"]
-        lines.append(f"- unreadable answers: {u['n']} ({_pct(u['rate'])}%), counted as wrong")
+        lines.append(f"- unreadable answers: {u['n']} ({percent(u['rate'])}%), counted as wrong")
     if m.get("hacc") is not None:
         lines.append(f"- HAcc (auto picks the mode that is right, on the {m['decisive']} items where the modes "
-                     f"disagree): {_pct(m['hacc'])}%"
-                     + (f"; {CELL_ORACLE}: {_pct(m['hacc_cell_oracle'])}%" if m.get("hacc_cell_oracle") is not None else ""))
+                     f"disagree): {percent(m['hacc'])}%"
+                     + (f"; {CELL_ORACLE}: {percent(m['hacc_cell_oracle'])}%" if m.get("hacc_cell_oracle") is not None else ""))
     if m.get("marker_mass"):
         mm = m["marker_mass"]
         lines.append(f"- marker mass p(any marker | x) at the first token (the mode is chosen among the markers): "
-                     f"mean {mm['mean']}, min {mm['min']}; below 0.5 on {_pct(mm['below_half'])}% of items")
+                     f"mean {mm['mean']}, min {mm['min']}; below 0.5 on {percent(mm['below_half'])}% of items")
     if m.get("calibration"):
         cal = m["calibration"]
         lines.append(f"- p(personalized | x) as a predictor of 'personalized is the better mode': ECE {cal['ece']}, "
@@ -119,9 +121,9 @@ def model_report(m: dict) -> str:
              "", "## Per task family", "", "| family | " + " | ".join(CONDS) + " | personalized |",
              "|---|" + "---|" * (len(CONDS) + 1)]
     for fam, f in m.get("per_family", {}).items():
-        cells = [_pct(f["acc"][c]["mean"]) if c in f["acc"] else "-" for c in CONDS]
+        cells = [percent(f["acc"][c]["mean"]) if c in f["acc"] else "-" for c in CONDS]
         pa = f.get("personalized_acc")
-        lines.append(f"| {fam} | " + " | ".join(cells) + f" | {_pct(pa['mean']) if pa else '-'} |")
+        lines.append(f"| {fam} | " + " | ".join(cells) + f" | {percent(pa['mean']) if pa else '-'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -152,11 +154,11 @@ def comparison_table(runs: dict[str, dict]) -> str:
     head = ["model", "protocol", *CONDS, "personalized", "interference", "helpful gain", "HAcc", "balanced", "format err"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, m in runs.items():
-        cells = [name, protocol_label(m)] + [_pct(m["acc"][c]["mean"]) if c in m["acc"] else "-" for c in CONDS]
+        cells = [name, protocol_label(m)] + [percent(m["acc"][c]["mean"]) if c in m["acc"] else "-" for c in CONDS]
         pa = m.get("personalized_acc")
-        cells += [_pct(pa["mean"]) if pa else "-", _pts((m.get("interference") or {}).get("misaligned")),
-                  _pts(m.get("helpful_gain")), _pct(m.get("hacc")), _pct(m.get("balanced_acc")),
-                  _pct(m.get("format_error_rate"))]
+        cells += [percent(pa["mean"]) if pa else "-", _pts((m.get("interference") or {}).get("misaligned")),
+                  _pts(m.get("helpful_gain")), percent(m.get("hacc")), percent(m.get("balanced_acc")),
+                  percent(m.get("format_error_rate"))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from ..files import write_text_atomic
 from ..training import is_complete
 from .demo_report import degenerate_sentence, print_table, run_environment
-from .jobs import StageClock, _cli, run_jobs
+from .jobs import StageClock, cli_command, run_jobs
 
 STAGES = ("data", "tiny", "base", "sft", "rl", "eval")  # what `overrides` (and `demo --set`) can address
 SFT_VARIANTS = ("dual", "general_only", "personalized_only", "persona_prompted")
@@ -85,9 +85,9 @@ class Stages:
     def base_stage(self) -> bool:
         if is_complete(self.out / "base" / "model"):
             return False
-        cmd = _cli("model", "pretrain-tiny", "--model", str(self.out / "tiny"), "--data", str(self.data),
-                   "--out", str(self.out / "base"), "--config", str(self.p.recipes / "pretrain.yaml"),
-                   *self._resume(self.out / "base"), f"seed={self.p.seed}", *self._extra("base"))
+        cmd = cli_command("model", "pretrain-tiny", "--model", str(self.out / "tiny"), "--data", str(self.data),
+                          "--out", str(self.out / "base"), "--config", str(self.p.recipes / "pretrain.yaml"),
+                          *self._resume(self.out / "base"), f"seed={self.p.seed}", *self._extra("base"))
         run_jobs({"base": cmd}, self.logs, 1, "base model", threads=os.cpu_count() or 1)  # alone: all cores
         return True
 
@@ -101,10 +101,10 @@ class Stages:
         for v in variants:
             run = self.out / f"{stage}_{v}"
             if not is_complete(run / "model"):
-                jobs[run.name] = _cli(stage, "--config", str(self.p.recipes / f"{stage}.yaml"), *self._resume(run),
-                                      f"{key}={v}", f"model={start}", f"data={self.data}", f"eval_data={self.data}",
-                                      f"output_dir={run}", "threads=1", "eval_limit=0", f"seed={self.p.seed}",
-                                      *self._extra(stage))
+                jobs[run.name] = cli_command(stage, "--config", str(self.p.recipes / f"{stage}.yaml"), *self._resume(run),
+                                             f"{key}={v}", f"model={start}", f"data={self.data}", f"eval_data={self.data}",
+                                             f"output_dir={run}", "threads=1", "eval_limit=0", f"seed={self.p.seed}",
+                                             *self._extra(stage))
         run_jobs(jobs, self.logs, parallel or self.p.jobs, desc)
         return bool(jobs)
 
@@ -143,7 +143,7 @@ class Stages:
 
     def rl_stage(self) -> bool:
         # every variant at once (demo-full's three too: two at a time would leave the third alone on one core)
-        return self._train_variants("rl", "estimator", self.p.rl_variants, self.out / "sft_dual" / "model", "RL variants",
+        return self._train_variants("rl", "estimator.name", self.p.rl_variants, self.out / "sft_dual" / "model", "RL variants",
                                     parallel=max(self.p.jobs, len(self.p.rl_variants)))
 
     def models(self) -> dict[str, Path]:

@@ -20,7 +20,8 @@ from ..files import write_text_atomic
 from ..training import is_complete
 
 
-def _cli(*args: str) -> list[str]:
+def cli_command(*args: str) -> list[str]:
+    """A `personadual` command run by this interpreter, so a job sees the same environment as its parent."""
     return [sys.executable, "-m", "personadual.cli", *args]
 
 

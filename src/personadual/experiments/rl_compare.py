@@ -24,8 +24,8 @@ from statistics import mean
 
 from ..training import is_complete
 from .demo import RL_ESTIMATORS, RL_VARIANTS
-from .jobs import _cli, run_jobs
-from ..eval.report import _pct, load_run
+from .jobs import cli_command, run_jobs
+from ..eval.report import load_run, percent
 
 SPLITS = ("val", "test")
 START = "sft_dual"
@@ -92,8 +92,8 @@ def rl_compare(out: str | Path = "runs/demo", seeds: tuple[int, ...] = (0,), job
             target = model_dir(out, f"rl_{e}", seed, tag)
             if target != out / f"rl_{e}" / "model" and not is_complete(target):
                 resume = ["--resume"] if any(target.parent.glob("checkpoint-*")) else []
-                train[f"rl_{e}_s{seed}"] = _cli("rl", "--config", str(out / f"rl_{e}" / "config.yaml"), *resume,
-                                                f"seed={seed}", f"output_dir={target.parent}", *overrides)
+                train[f"rl_{e}_s{seed}"] = cli_command("rl", "--config", str(out / f"rl_{e}" / "config.yaml"), *resume,
+                                                       f"seed={seed}", f"output_dir={target.parent}", *overrides)
     run_jobs(train, home / "logs", max(jobs, len(estimators)), "RL seeds")
 
     runs = [(name, seed) for name in models for seed in (seeds if name != START else (0,))]
@@ -102,7 +102,7 @@ def rl_compare(out: str | Path = "runs/demo", seeds: tuple[int, ...] = (0,), job
         for name, seed in runs:
             target = eval_dir(out, name, seed, split, tag)
             if not (target / "metrics.json").exists():
-                evals[f"eval_{split}_{name}_s{seed}"] = _cli(
+                evals[f"eval_{split}_{name}_s{seed}"] = cli_command(
                     "eval", "--model", str(model_dir(out, name, seed, tag)), "--data", str(out / "data" / f"{split}.jsonl"),
                     "--out", str(target), "--name", name, "--threads", "1", *eval_args)
     run_jobs(evals, home / "logs", jobs, "evaluation")
@@ -135,7 +135,7 @@ def markdown(result: dict, seeds, overrides: tuple[str, ...] = ()) -> str:
         for name, by_seed in models.items():
             h = [s["hacc"] for s in by_seed.values()]
             b = [s["balanced_acc"] for s in by_seed.values()]
-            lines.append(f"| {name} | {_row(h)} | {_pct(_mean(h))} | {_row(b)} | {_pct(_mean(b))} |")
+            lines.append(f"| {name} | {_row(h)} | {percent(_mean(h))} | {_row(b)} | {percent(_mean(b))} |")
         lead = "rl_dual" if "rl_dual" in models else next(m for m in models if m != START)
         dual, start = models[lead], models[START][0]
         lines.append("")
@@ -164,4 +164,4 @@ def _mean(xs):
 
 
 def _row(xs) -> str:
-    return " / ".join(_pct(x) for x in xs)
+    return " / ".join(percent(x) for x in xs)

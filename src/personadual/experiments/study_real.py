@@ -8,7 +8,7 @@ go through the whole method, on a 2-core CPU:
   MMLU train subjects with templated traces for training (`study_data`);
 - audit: the base model on MMLU in the choice protocol (text and letter forms) and the plain protocol;
 - sft: dual-mode SFT and the naive persona-in-the-prompt SFT (``persona_prompted``), two parallel jobs;
-- rl: DualGRPO (``estimator: dual``) from the dual SFT model on PersonaBench's rl split, one job on all cores;
+- rl: DualGRPO (``estimator.name: dual``) from the dual SFT model on PersonaBench's rl split, one job on all cores;
 - eval: every model on PersonaBench test and on the MMLU set (the trained models also with their reasoning
   generated, on the plain protocol's subset);
 - report: report.md and summary.json (`study_report`).
@@ -31,7 +31,7 @@ from pathlib import Path
 from ..files import write_text_atomic
 from ..training import is_complete
 from .demo import find_recipes, merge_overrides
-from .jobs import StageClock, _cli, bind_run, prune_checkpoints, run_jobs
+from .jobs import StageClock, bind_run, cli_command, prune_checkpoints, run_jobs
 from .study_data import StudyPaths
 
 MODEL = "smollm2-135m-instruct"
@@ -113,10 +113,10 @@ class StudyStages:
             write_items(mmlu["train"], train)
             write_items(mmlu["test"], test)
             did = True
-        jobs = {f"mmlu_{s}": _cli("data", "get", "mmlu", "--subjects", s, "--out", str(p))
+        jobs = {f"mmlu_{s}": cli_command("data", "get", "mmlu", "--subjects", s, "--out", str(p))
                 for s, p in mmlu.items() if not p.exists()}
         if not self.p.model_dir and not is_complete(self.base):
-            jobs["model_get"] = _cli("model", "get", MODEL, "--out", str(self.base))
+            jobs["model_get"] = cli_command("model", "get", MODEL, "--out", str(self.base))
         run_jobs(jobs, self.logs, self.p.jobs, "fetch")
         return did or bool(jobs)
 
@@ -135,9 +135,9 @@ class StudyStages:
         jobs = {}
         for name, (model, data, flags) in targets.items():
             if not (self.ev / name / "metrics.json").exists():
-                jobs[f"eval_{name}"] = _cli("eval", "--model", str(model), "--data", str(data), "--out",
-                                            str(self.ev / name), "--name", name, "--no-progress", *EVAL_FLAGS, *flags,
-                                            *self._extra(stage))
+                jobs[f"eval_{name}"] = cli_command("eval", "--model", str(model), "--data", str(data), "--out",
+                                                   str(self.ev / name), "--name", name, "--no-progress", *EVAL_FLAGS, *flags,
+                                                   *self._extra(stage))
         run_jobs(jobs, self.logs, self.p.jobs, desc)
         return bool(jobs)
 
@@ -154,9 +154,9 @@ class StudyStages:
         for mix in SFT_MIXES:
             run = self.out / f"sft_{mix}"
             if not is_complete(run / "model"):
-                jobs[run.name] = _cli("sft", "--config", str(self.p.recipes / "sft.yaml"), *self._resume(run), f"mix={mix}",
-                                      f"model={self.base}", f"data={self.data.sft}", f"output_dir={run}", "threads=1",
-                                      "eval_limit=0", f"seed={self.p.seed}", *self._extra("sft"))
+                jobs[run.name] = cli_command("sft", "--config", str(self.p.recipes / "sft.yaml"), *self._resume(run), f"mix={mix}",
+                                             f"model={self.base}", f"data={self.data.sft}", f"output_dir={run}", "threads=1",
+                                             "eval_limit=0", f"seed={self.p.seed}", *self._extra("sft"))
         run_jobs(jobs, self.logs, self.p.jobs, "SFT (dual, persona_prompted)")
         prune_checkpoints(self.out / f"sft_{m}" for m in SFT_MIXES)
         return bool(jobs)
@@ -166,9 +166,9 @@ class StudyStages:
         if is_complete(run / "model"):
             return False
         threads = os.cpu_count() or 1  # one job: every core
-        cmd = _cli("rl", "--config", str(self.p.recipes / "rl.yaml"), *self._resume(run), "estimator=dual",
-                   f"model={self.out / 'sft_dual' / 'model'}", f"data={self.data.pb}", "prompt_split=rl",
-                   f"output_dir={run}", f"threads={threads}", "eval_limit=0", f"seed={self.p.seed}", *self._extra("rl"))
+        cmd = cli_command("rl", "--config", str(self.p.recipes / "rl.yaml"), *self._resume(run), "estimator.name=dual",
+                          f"model={self.out / 'sft_dual' / 'model'}", f"data={self.data.pb}", "prompt_split=rl",
+                          f"output_dir={run}", f"threads={threads}", "eval_limit=0", f"seed={self.p.seed}", *self._extra("rl"))
         run_jobs({"rl_dual": cmd}, self.logs, 1, "DualGRPO", threads=threads)
         prune_checkpoints([run])
         return True

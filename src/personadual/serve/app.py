@@ -71,7 +71,7 @@ def create_app(engine, config: ServeConfig | None = None) -> FastAPI:
     @app.get("/health")
     async def health():
         return {"status": "ok", "model": cfg.model_name, "modes": engine.mode_names,
-                "queued": batcher._pending, "batching": batcher.stats.as_dict()}
+                "queued": batcher.pending, "batching": batcher.stats.as_dict()}
 
     @app.get("/v1/models")
     async def models(request: Request):

@@ -74,6 +74,11 @@ class MicroBatcher:
         self._pending = 0  # waiting + running
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
 
+    @property
+    def pending(self) -> int:
+        """Requests waiting or running now (what /health reports)."""
+        return self._pending
+
     async def submit(self, prompt: str, mode: str, config) -> object:
         """Queue one prompt; returns its `Generation` once its batch is done."""
         if self._pending >= self.max_pending:

@@ -9,7 +9,7 @@ and counted (``report=`` dict), never errors.
 
 Modules, one per concern:
 
-- `reading`: file/hub reading, row errors (`_Bad`) and skips (`_Skip`), the row loop.
+- `reading`: file/hub reading, row errors (`BadRow`) and skips (`SkipRow`), the row loop.
 - `multiple_choice`: mmlu, flan, ultramedical -> objective items (condition "none", no traces:
   the teacher writes traces later).
 - `alignx`: prompt, chosen/rejected as options A/B in a seeded order, persona written from the
@@ -30,9 +30,9 @@ from typing import Callable
 
 from ..schema import DataError, Item
 from .alignx import ALIGNX_DIMENSIONS, alignx_item
-from .multiple_choice import _MMLU_CSV, LETTERS, flan_item, mmlu_item, ultramedical_item
+from .multiple_choice import LETTERS, MMLU_CSV_COLUMNS, flan_item, mmlu_item, ultramedical_item
 from .personahub import attach_personas, load_personas
-from .reading import _convert, _open
+from .reading import convert_rows, open_rows
 
 __all__ = ["ALIGNX_DIMENSIONS", "LETTERS", "SOURCES", "alignx_item", "attach_personas", "flan_item",
            "load_personas", "load_source", "mmlu_item", "ultramedical_item"]
@@ -71,8 +71,8 @@ def load_source(source: str, path: str | None = None, *, hf_name: str | None = N
         opts.setdefault("subject", re.sub(r"_(test|dev|val|validation|train)$", "", Path(path).stem))
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    rows, where = _open(path, hf_name, split, csv_columns=_MMLU_CSV if source == "mmlu" else None, **reader)
-    items, errors, skipped, seen = _convert(convert, rows, where, limit, shuffle, {"seed": seed, **opts})
+    rows, where = open_rows(path, hf_name, split, csv_columns=MMLU_CSV_COLUMNS if source == "mmlu" else None, **reader)
+    items, errors, skipped, seen = convert_rows(convert, rows, where, limit, shuffle, {"seed": seed, **opts})
     log.info("%s: %d rows -> %d items, skipped %s, %d errors", where, seen, len(items), dict(skipped), len(errors))
     if report is not None:
         report.update(source=source, where=where, rows=seen, items=len(items), skipped=dict(skipped), errors=len(errors))

@@ -12,9 +12,9 @@ import random
 
 from ..personabench.build import preferred_mode
 from ..schema import Item
-from .multiple_choice import _lettered
-from .personahub import _persona_text
-from .reading import _Bad, _field, _Skip
+from .multiple_choice import lettered_options
+from .personahub import persona_phrase
+from .reading import BadRow, SkipRow, row_field
 
 
 def _dimensions() -> list[tuple[str, str]]:
@@ -58,9 +58,9 @@ def _vector(value, field: str) -> tuple[list[tuple[str, str]], list[float]]:
     elif isinstance(value, list) and len(value) == len(ALIGNX_DIMENSIONS):
         poles, values = ALIGNX_DIMENSIONS, value
     else:
-        raise _Bad(field, f"expected {len(ALIGNX_DIMENSIONS)} numbers or a {{dimension: value}} mapping, got {value!r:.60}")
+        raise BadRow(field, f"expected {len(ALIGNX_DIMENSIONS)} numbers or a {{dimension: value}} mapping, got {value!r:.60}")
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in values):
-        raise _Bad(field, "values must be numbers in [0, 1]")
+        raise BadRow(field, "values must be numbers in [0, 1]")
     return poles, [float(v) for v in values]
 
 
@@ -70,9 +70,9 @@ def _history_vector(row: dict) -> tuple[list[tuple[str, str]], list[float]]:
             for key in ("User-Generated Content", "Pair-wise Comparative Feedback")
             for i, h in enumerate(row.get(key) or []) if isinstance(h, dict)]
     if not vecs:
-        raise _Bad("User-Generated Content", "no history entries to build a profile from")
+        raise BadRow("User-Generated Content", "no history entries to build a profile from")
     if any(poles != vecs[0][0] for poles, _ in vecs):
-        raise _Bad("User-Generated Content", "history vectors name different dimensions")
+        raise BadRow("User-Generated Content", "history vectors name different dimensions")
     return vecs[0][0], [sum(col) / len(vecs) for col in zip(*(v for _, v in vecs))]
 
 
@@ -88,7 +88,7 @@ def alignx_item(row: dict, index: int, *, seed: int = 0, like_threshold: float =
                 dislike_threshold: float = 0.4, profile: str = "direction", demographics: bool = False) -> Item:
     if profile not in ("direction", "history", "demographic"):
         raise ValueError(f"alignx profile must be direction, history or demographic, got {profile!r}")
-    prompt, chosen, rejected = _field(row, "prompt"), _field(row, "chosen"), _field(row, "rejected")
+    prompt, chosen, rejected = row_field(row, "prompt"), row_field(row, "chosen"), row_field(row, "rejected")
     parts = []
     if profile in ("direction", "history"):
         poles, values = (_vector(row.get("Preference Direction"), "Preference Direction") if profile == "direction"
@@ -97,15 +97,15 @@ def alignx_item(row: dict, index: int, *, seed: int = 0, like_threshold: float =
             parts.append("someone with these traits and preferences: " + "; ".join(traits))
     demo = row.get("Demographic Information")
     if demo is not None and not isinstance(demo, str):
-        raise _Bad("Demographic Information", f"expected text, got {type(demo).__name__}")
+        raise BadRow("Demographic Information", f"expected text, got {type(demo).__name__}")
     if (profile == "demographic" or demographics) and demo and demo.strip():
-        parts.append(_persona_text(demo))
+        parts.append(persona_phrase(demo))
     if not parts:
-        raise _Skip("no persona signal (neutral dimensions, no demographic text)")
+        raise SkipRow("no persona signal (neutral dimensions, no demographic text)")
     # Seeded per row, so the order does not depend on which other rows were read.
     swap = random.Random(f"{seed}-alignx-{index}").random() < 0.5
     options, gold = ([rejected, chosen], "B") if swap else ([chosen, rejected], "A")
-    question = f"{prompt.strip()}\n\nWhich of these two responses would I prefer?\n{_lettered(options)}"
+    question = f"{prompt.strip()}\n\nWhich of these two responses would I prefer?\n{lettered_options(options)}"
     return Item(id=f"alignx-{index:06d}", kind="personalized", family="alignx", condition="personalized",
                 question=question, options=["A", "B"], gold=gold, persona=". ".join(parts), persona_pull=gold,
                 preferred_mode=preferred_mode("personalized"), source="alignx",

