@@ -5,7 +5,7 @@ PersonaBench's lookup, arithmetic and conversion traces walk the options in lett
 of two shapes: an *early* yes (a near value taken for a match before the gold letter) or a *late* one
 (the gold letter passed with "no"). RL on a tiny model moves the yes/no threshold of this one learned
 test, which trades one kind for the other; this script counts them in eval runs' forced general-mode
-predictions (docs/results_first_recipe.md: why val's balanced accuracy ends below the SFT start).
+predictions (docs/lab_notebook.md, "RL moves one threshold in the general mode's scan").
 
     python scripts/scan_errors.py runs/demo/eval_val/sft_dual runs/demo/eval_val/rl_dual ...
 """

@@ -64,7 +64,8 @@ def hacc(runs: dict[str, list[Prediction]]) -> dict:
     miss is a choice the model could learn. Where both modes solve the items and differ only in
     which one happens to err, no choice made before answering can beat the cell's majority, so
     HAcc near the oracle means the model chooses about as well as anything that cannot foresee its
-    own item-level errors (docs/results_first_recipe.md: why HAcc stops below 90 on the tiny model).
+    own item-level errors (docs/lab_notebook.md, "HAcc stops below 90 on the tiny model, near what any mode
+    policy could reach").
     """
     mode_names = [k for k in runs if k != "auto"]
     hits = decisive = ties = 0
