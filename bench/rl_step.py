@@ -45,7 +45,7 @@ def main(steps: int = 12, real_vocab: bool = False):
     overrides = [f"model={model}", f"data={data}", "output_dir=/tmp/pd-bench-rl", "num_generations=8",
                  "per_device_train_batch_size=16", "max_completion_length=32", "temperature=1.0",
                  "learning_rate=1e-4", "beta=0.0", f"max_steps={steps}", "save_steps=1000", "logging_steps=1000",
-                 "eval_limit=0", "estimator=dual", "force_modes=true"]
+                 "eval_limit=0", "estimator.name=dual", "force_modes=true"]
     ours = build_trainer(load_config(RLRunConfig, None, overrides))
     plain = GRPOTrainer(model=build_trainer(load_config(RLRunConfig, None, overrides)).model,
                         reward_funcs=ours.reward_funcs, args=ours.args, train_dataset=ours.train_dataset,

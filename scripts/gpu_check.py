@@ -210,7 +210,7 @@ def main(argv=None) -> dict:
     # -- DualGRPO -------------------------------------------------------------------------------------
     G, prompts = 8, (1 if a.tiny else 8)
     rl_cfg = load_config(RLRunConfig, None, common + [
-        f"model={work / 'sft' / 'model'}", f"output_dir={work / 'rl'}", "estimator=dual", "force_modes=true",
+        f"model={work / 'sft' / 'model'}", f"output_dir={work / 'rl'}", "estimator.name=dual", "force_modes=true",
         f"num_generations={G}", f"per_device_train_batch_size={G * prompts}",
         f"max_completion_length={16 if a.tiny else 128}", "temperature=1.0", "learning_rate=1e-5",
         f"beta={0.0 if a.tiny else 0.04}", f"max_steps={a.rl_steps}", "limit=512"])

@@ -76,7 +76,7 @@ def run(model: str, data: str, out: str | None, workdir: str, n_prompts: int = 4
     if n_rows % world:
         raise ValueError(f"{n_rows} rows do not split evenly over {world} processes")
     per_device = n_rows // world  # not a multiple of G: a prompt's rollouts are spread over two processes
-    overrides = [f"model={model}", f"data={data}", f"output_dir={workdir}", f"estimator={estimator}",
+    overrides = [f"model={model}", f"data={data}", f"output_dir={workdir}", f"estimator.name={estimator}",
                  "force_modes=true", f"num_generations={G}", f"per_device_train_batch_size={per_device}",
                  "max_completion_length=32", "beta=0.0", "max_steps=1", "threads=1", f"limit={n_prompts}",
                  f"seed={seed}", "eval_limit=0",

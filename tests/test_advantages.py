@@ -3,8 +3,9 @@ import math
 import pytest
 import torch
 
-from personadual.rl.advantages import (ESTIMATORS, AdvantageConfig, SeqAdvantages, compute_advantages, get_estimator,
+from personadual.rl.advantages import (DualConfig, DualPaperConfig, GrpoConfig, SeqAdvantages, compute_advantages,
                                        token_advantages)
+from personadual.rl.estimator_registry import ESTIMATORS, get_estimator
 
 EPS = 1e-4
 t = lambda *x: torch.tensor(x, dtype=torch.float64)  # noqa: E731
@@ -18,16 +19,16 @@ def test_grpo_by_hand():
     torch.testing.assert_close(a.reasoning, t(0.25 / (std + EPS), -0.75 / (std + EPS), 0.25 / (std + EPS),
                                              0.25 / (std + EPS), 0, 0))
     assert torch.equal(a.reasoning, a.marker)
-    dr = get_estimator("grpo")(r, g, cfg=AdvantageConfig(scale_rewards="none"))
+    dr = get_estimator("grpo")(r, g, cfg=GrpoConfig(scale_rewards="none"))
     torch.testing.assert_close(dr.reasoning, t(0.25, -0.75, 0.25, 0.25, 0, 0))
 
 
 def test_dual_by_hand_uniform_policy():
     r, g, m = t(1, 0, 1, 1), ids(0, 0, 0, 0), ids(0, 0, 1, 1)
-    a = get_estimator("dual")(r, g, m, 2, None, AdvantageConfig(scale_rewards="none"))
+    a = get_estimator("dual")(r, g, m, 2, None, DualConfig(scale_rewards="none"))
     torch.testing.assert_close(a.reasoning, t(0.5, -0.5, 0, 0))  # within-mode
     torch.testing.assert_close(a.marker, t(-0.25, -0.25, 0.25, 0.25))  # V = (.5, 1), Vbar = .75
-    s = get_estimator("dual")(r, g, m, 2, None, AdvantageConfig())
+    s = get_estimator("dual")(r, g, m, 2, None, DualConfig())
     torch.testing.assert_close(s.reasoning, t(0.5 / (math.sqrt(0.5) + EPS), -0.5 / (math.sqrt(0.5) + EPS), 0, 0))
     torch.testing.assert_close(s.marker, t(-0.25, -0.25, 0.25, 0.25) / (0.5 + EPS))
 
@@ -35,11 +36,11 @@ def test_dual_by_hand_uniform_policy():
 def test_dual_by_hand_importance_corrected():
     r, g, m = t(1, 0, 1, 1), ids(0, 0, 0, 0), ids(0, 0, 1, 1)
     probs = torch.tensor([[0.2, 0.8]] * 4, dtype=torch.float64)
-    a = get_estimator("dual")(r, g, m, 2, probs, AdvantageConfig(scale_rewards="none", alpha=2.0))
+    a = get_estimator("dual")(r, g, m, 2, probs, DualConfig(scale_rewards="none", alpha=2.0))
     # p/q = (.4, 1.6); Vbar = .2*.5 + .8*1 = .9; alpha * p/q * (V - Vbar)
     torch.testing.assert_close(a.marker, t(2 * 0.4 * -0.4, 2 * 0.4 * -0.4, 2 * 1.6 * 0.1, 2 * 1.6 * 0.1))
     # weight_reasoning: the within-mode advantages (.5, -.5, 0, 0) times p/q, the gradient of J itself
-    w = get_estimator("dual")(r, g, m, 2, probs, AdvantageConfig(scale_rewards="none", weight_reasoning=True))
+    w = get_estimator("dual")(r, g, m, 2, probs, DualConfig(scale_rewards="none", weight_reasoning=True))
     torch.testing.assert_close(w.reasoning, t(0.4 * 0.5, 0.4 * -0.5, 0, 0))
 
 
@@ -61,8 +62,8 @@ def test_dual_without_split_is_grpo_exactly():
     g = torch.arange(64) // 8
     m = torch.randint(0, 2, (64,), generator=gen)
     for scale in ("group", "none"):
-        cfg = AdvantageConfig(scale_rewards=scale, split_modes=False)
-        a, b = get_estimator("dual")(r, g, m, 2, None, cfg), get_estimator("grpo")(r, g, cfg=cfg)
+        a = get_estimator("dual")(r, g, m, 2, None, DualConfig(scale_rewards=scale, split_modes=False))
+        b = get_estimator("grpo")(r, g, cfg=GrpoConfig(scale_rewards=scale))
         assert torch.equal(a.reasoning, b.reasoning) and torch.equal(a.marker, b.marker)
 
 
@@ -110,7 +111,7 @@ def test_loop_equals_vectorised(seed, scale):
     logits = torch.randn(6 * 11 + 1, 3, generator=gen, dtype=torch.float64)
     probs = torch.softmax(logits, -1)[g]  # one p(mode|x) per prompt
     for pr, weight in ((None, False), (probs, False), (probs, True)):
-        cfg = AdvantageConfig(scale_rewards=scale, alpha=1.5, weight_reasoning=weight)
+        cfg = DualConfig(scale_rewards=scale, alpha=1.5, weight_reasoning=weight)
         a = get_estimator("dual")(r, g, m, 3, pr, cfg)
         lr, lm = _loop_dual(r.tolist(), g.tolist(), m.tolist(), pr.tolist() if pr is not None else None, cfg)
         torch.testing.assert_close(a.reasoning, torch.tensor(lr, dtype=torch.float64))
@@ -124,8 +125,9 @@ def test_reordering_the_batch_changes_no_advantage(name):
     g, m = torch.arange(40) // 8, (torch.arange(40) % 8 >= 4).long()
     probs = torch.softmax(torch.randn(5, 2, generator=gen, dtype=torch.float64), -1)[g]
     perm = torch.randperm(40, generator=gen)
-    a = get_estimator(name)(r, g, m, 2, probs, AdvantageConfig())
-    b = get_estimator(name)(r[perm], g[perm], m[perm], 2, probs[perm], AdvantageConfig())
+    cfg = ESTIMATORS[name].config()
+    a = get_estimator(name)(r, g, m, 2, probs, cfg)
+    b = get_estimator(name)(r[perm], g[perm], m[perm], 2, probs[perm], cfg)
     torch.testing.assert_close(a.reasoning[perm], b.reasoning)
     torch.testing.assert_close(a.marker[perm], b.marker)
 
@@ -135,13 +137,13 @@ def test_dual_marker_advantages_sum_to_zero_per_group():
     r = torch.rand(32, generator=gen, dtype=torch.float64)
     g, m = torch.arange(32) // 8, (torch.arange(32) % 2).long()
     probs = torch.softmax(torch.randn(4, 2, generator=gen, dtype=torch.float64), -1)[g]
-    mk = get_estimator("dual")(r, g, m, 2, probs, AdvantageConfig()).marker
+    mk = get_estimator("dual")(r, g, m, 2, probs, DualConfig()).marker
     torch.testing.assert_close(torch.zeros(4, dtype=torch.float64).index_add(0, g, mk), torch.zeros(4, dtype=torch.float64))
 
 
 def test_nan_rewards_are_left_out():
     r, g, m = t(1, float("nan"), 0, 1), ids(0, 0, 0, 0), ids(0, 0, 1, 1)
-    a = get_estimator("dual")(r, g, m, 2, None, AdvantageConfig(scale_rewards="none"))
+    a = get_estimator("dual")(r, g, m, 2, None, DualConfig(scale_rewards="none"))
     assert a.reasoning[1] == 0 and not torch.isnan(a.marker).any()
     torch.testing.assert_close(a.reasoning, t(0, 0, -0.5, 0.5))
 
@@ -156,7 +158,7 @@ def _marker_gradient_estimate(name, theta, V, G, n_groups, gen):
     for _ in range(n_groups):
         r = torch.bernoulli(V[m], generator=gen)
         adv = get_estimator(name)(r, torch.zeros(G, dtype=torch.long), m, M, p.expand(G, M),
-                                  AdvantageConfig(scale_rewards="none")).marker
+                                  ESTIMATORS[name].config(scale_rewards="none")).marker
         total += (adv[:, None] * grad_logp).sum(0) / G
     return total / n_groups
 
@@ -182,15 +184,18 @@ def test_token_advantages_put_marker_credit_on_marker_tokens():
     marker = torch.tensor([[1, 0, 0, 0], [1, 0, 0, 0]])
     out = token_advantages(seq, mask, marker)
     torch.testing.assert_close(out, t(10, 1, 1, 0, 20, -2, -2, -2).view(2, 4))
-    full = compute_advantages("grpo", t(1, 0), ids(0, 0), ids(0, 1), mask, marker)
+    full = compute_advantages(GrpoConfig(), t(1, 0), ids(0, 0), ids(0, 1), mask, marker)
     assert full.shape == (2, 4) and full[0, 3] == 0
 
 
 def test_unknown_estimator_and_bad_config():
     with pytest.raises(KeyError, match="known: \\['dual', 'dual_paper', 'grpo'\\]"):
         get_estimator("ppo")
-    with pytest.raises(ValueError):
-        AdvantageConfig(scale_rewards="batchy")
+    for config in (GrpoConfig, DualPaperConfig, DualConfig):  # the shared checks hold in every estimator's config
+        with pytest.raises(ValueError, match="scale_rewards"):
+            config(scale_rewards="batchy")
+        with pytest.raises(ValueError, match="eps"):
+            config(eps=0.0)
 
 
 def test_marker_mass_term_ascends_the_log_of_the_markers_total_probability():
@@ -207,7 +212,7 @@ def test_marker_mass_term_ascends_the_log_of_the_markers_total_probability():
     probs = p_mode.expand(G, 2)
 
     def step(coef):  # the surrogate whose gradient is the policy-gradient step on the marker tokens
-        adv = get_estimator("dual")(rewards, group, modes, 2, probs, AdvantageConfig(alpha=3.0, marker_mass_coef=coef))
+        adv = get_estimator("dual")(rewards, group, modes, 2, probs, DualConfig(alpha=3.0, marker_mass_coef=coef))
         logp = torch.log_softmax(logits, 0)[torch.tensor([markers[m] for m in modes])]
         (g,) = torch.autograd.grad((adv.marker * logp).sum(), logits)
         return g, adv
@@ -218,17 +223,17 @@ def test_marker_mass_term_ascends_the_log_of_the_markers_total_probability():
     torch.testing.assert_close(with_mass - without, lam * G * grad_log_m)
     torch.testing.assert_close(adv_mass.reasoning, adv_plain.reasoning)  # reasoning credit untouched
     with pytest.raises(ValueError, match="marker_mass_coef"):
-        AdvantageConfig(marker_mass_coef=-1.0)
+        DualConfig(marker_mass_coef=-1.0)
 
 
 def test_reasoning_coef_scales_the_reasoning_credit_and_leaves_the_mode_choice_alone():
     r, g, m = t(1, 0, 1, 1), ids(0, 0, 0, 0), ids(0, 0, 1, 1)
     probs = torch.tensor([[0.2, 0.8]] * 4, dtype=torch.float64)
-    full = get_estimator("dual")(r, g, m, 2, probs, AdvantageConfig(alpha=2.0, weight_reasoning=True))
+    full = get_estimator("dual")(r, g, m, 2, probs, DualConfig(alpha=2.0, weight_reasoning=True))
     for coef in (0.0, 0.3):
-        part = get_estimator("dual")(r, g, m, 2, probs, AdvantageConfig(alpha=2.0, weight_reasoning=True, reasoning_coef=coef))
+        part = get_estimator("dual")(r, g, m, 2, probs, DualConfig(alpha=2.0, weight_reasoning=True, reasoning_coef=coef))
         torch.testing.assert_close(part.reasoning, coef * full.reasoning)
         torch.testing.assert_close(part.marker, full.marker)
     assert torch.count_nonzero(full.reasoning) == 2  # the test would pass trivially on all-zero credit
     with pytest.raises(ValueError, match="reasoning_coef"):
-        AdvantageConfig(reasoning_coef=-0.5)
+        DualConfig(reasoning_coef=-0.5)

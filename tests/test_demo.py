@@ -68,7 +68,7 @@ def test_demo_runs_every_stage_then_resumes(tmp_path):
     import yaml
 
     cfg = yaml.safe_load((out / "seeds" / "rl_dual_s1" / "config.yaml").read_text())
-    assert cfg["seed"] == 1 and cfg["max_steps"] == 1 and cfg["estimator"] == "dual"  # the seed-0 run's settings
+    assert cfg["seed"] == 1 and cfg["max_steps"] == 1 and cfg["estimator"]["name"] == "dual"  # the seed-0 run's settings
     md = (out / "rl_compare.md").read_text()
     assert "## val" in md and "## test" in md and "rl_dual's balanced accuracy: above sft_dual in" in md
     stamp = (out / "seeds" / "rl_dual_s1" / "model" / "model.safetensors").stat().st_mtime
@@ -97,7 +97,7 @@ def _finished_demo_stub(out):
         (out / name / "model").mkdir(parents=True)
         (out / name / "model" / COMPLETE).write_text("final\n")
     for e in ("dual", "dual_paper", "grpo"):
-        cfg = load_config(RLRunConfig, None, ["model=m", "data=d", f"output_dir={out / f'rl_{e}'}", f"estimator={e}"])
+        cfg = load_config(RLRunConfig, None, ["model=m", "data=d", f"output_dir={out / f'rl_{e}'}", f"estimator.name={e}"])
         save_config(cfg, out / f"rl_{e}" / "config.yaml")
 
 
@@ -150,11 +150,11 @@ def test_rl_compare_cli_passes_the_sweep_and_reports_bad_flags(tmp_path, monkeyp
         (out / "sweeps" / tag / "rl_compare.md").write_text("# sweep\n")
 
     monkeypatch.setattr(rc, "rl_compare", fake)
-    args = ["rl-compare", "--out", str(tmp_path), "--seeds", "0,1", "--set", "temperature=0.5", "--set", "alpha=16",
+    args = ["rl-compare", "--out", str(tmp_path), "--seeds", "0,1", "--set", "temperature=0.5", "--set", "estimator.alpha=16",
             "--tag", "t05", "--estimators", "dual,grpo"]
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
-    assert seen == {"seeds": (0, 1), "overrides": ("temperature=0.5", "alpha=16"), "tag": "t05", "estimators": ("dual", "grpo")}
+    assert seen == {"seeds": (0, 1), "overrides": ("temperature=0.5", "estimator.alpha=16"), "tag": "t05", "estimators": ("dual", "grpo")}
     assert "# sweep" in r.output
     r = CliRunner().invoke(app, ["rl-compare", "--out", str(tmp_path), "--set", "temperature", "--tag", "t"])
     assert r.exit_code == 2 and "--set 'temperature': expected key=value" in r.output

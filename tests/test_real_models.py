@@ -215,7 +215,7 @@ def test_qwen3_pipeline_sft_rl_eval_serve(thinking, qwen3_tied, bench_dir, tmp_p
 
     # RL inherits the SFT model's template settings unless told otherwise
     rl = rl_main(load_config(RLRunConfig, None, [
-        f"model={sft_dir}", f"data={bench_dir}", f"output_dir={tmp_path / 'rl'}", "estimator=dual", "num_generations=2",
+        f"model={sft_dir}", f"data={bench_dir}", f"output_dir={tmp_path / 'rl'}", "estimator.name=dual", "num_generations=2",
         "per_device_train_batch_size=4", "max_completion_length=6", "temperature=1.0", "beta=0.0", "max_steps=2",
         "save_steps=100", "eval_limit=0", "limit=8", "threads=1"]))
     rl_dir = tmp_path / "rl" / "model"

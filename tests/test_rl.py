@@ -3,6 +3,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
 import pytest
 import torch
@@ -11,7 +12,9 @@ from safetensors.torch import load_file
 from personadual import modes
 from personadual.training import COMPLETE
 from personadual.config import ConfigError, load_config
+from personadual.rl.advantages import SeqAdvantages
 from personadual.rl.config import RLRunConfig
+from personadual.rl.estimator_registry import EstimatorConfig, register_estimator, unregister_estimator
 from trl import GRPOConfig
 from personadual.rl.rewards import accuracy_reward, format_reward, make_judge_reward, persona_consistency_reward
 
@@ -61,17 +64,21 @@ def test_config_guards_the_traps():
     with pytest.raises(ConfigError, match="reward_weights: personadual sets it from `rewards`"):
         load_config(RLRunConfig, None, base + ["reward_weights=[1.0]"])
     assert load_config(RLRunConfig, None, base + ["rewards={accuracy: 1}"]).reward_weights == [1.0]
-    assert load_config(RLRunConfig, None, base + ["loss_type=luspo", "estimator=grpo"]).loss_type == "luspo"
-    with pytest.raises(ConfigError, match="marker_mass_coef needs estimator 'dual'"):
-        load_config(RLRunConfig, None, base + ["estimator=grpo", "marker_mass_coef=0.5"])
+    assert load_config(RLRunConfig, None, base + ["loss_type=luspo", "estimator.name=grpo"]).loss_type == "luspo"
+    with pytest.raises(ConfigError, match=r"estimator 'grpo' does not read \['marker_mass_coef'\]"):
+        load_config(RLRunConfig, None, base + ["estimator.name=grpo", "estimator.marker_mass_coef=0.5"])
+    with pytest.raises(ConfigError, match="estimator 'dual' needs force_modes: true"):
+        load_config(RLRunConfig, None, base + ["estimator.marker_mass_coef=0.5", "force_modes=false"])
     with pytest.raises(ConfigError, match="must be >= 0"):
-        load_config(RLRunConfig, None, base + ["marker_mass_coef=-1"])
-    assert load_config(RLRunConfig, None, base + ["marker_mass_coef=0.5"]).marker_mass_coef == 0.5
-    with pytest.raises(ConfigError, match="reasoning_coef: only the 'dual' estimator"):
-        load_config(RLRunConfig, None, base + ["estimator=grpo", "reasoning_coef=0"])
+        load_config(RLRunConfig, None, base + ["estimator.marker_mass_coef=-1"])
+    assert load_config(RLRunConfig, None, base + ["estimator.marker_mass_coef=0.5"]).estimator.marker_mass_coef == 0.5
+    with pytest.raises(ConfigError, match=r"estimator 'dual_paper' does not read \['reasoning_coef'\]"):
+        load_config(RLRunConfig, None, base + ["estimator.name=dual_paper", "estimator.reasoning_coef=0"])
     with pytest.raises(ConfigError, match="reasoning_coef must be >= 0"):
-        load_config(RLRunConfig, None, base + ["reasoning_coef=-0.5"])
-    assert load_config(RLRunConfig, None, base + ["reasoning_coef=0"]).reasoning_coef == 0.0
+        load_config(RLRunConfig, None, base + ["estimator.reasoning_coef=-0.5"])
+    assert load_config(RLRunConfig, None, base + ["estimator.reasoning_coef=0"]).estimator.reasoning_coef == 0.0
+    with pytest.raises(ConfigError, match="scale_rewards: expected 'group' or 'none'"):  # TRL's key, the estimator's check
+        load_config(RLRunConfig, None, base + ["scale_rewards=batch"])
     with pytest.raises(ConfigError, match="general_context: expected persona or set-aside"):
         load_config(RLRunConfig, None, base + ["general_context=none"])
     with pytest.raises(ConfigError, match="needs force_modes: true"):
@@ -82,7 +89,7 @@ def test_every_grpo_config_field_is_a_recipe_key_checked_by_trl(sft_model, bench
     cfg = load_config(RLRunConfig, None, rl_overrides(sft_model, bench_dir, tmp_path) + ["max_grad_norm=0.25", "top_k=5"])
     assert isinstance(cfg, GRPOConfig) and cfg.max_grad_norm == 0.25 and cfg.top_k == 5
     trainer = make_trainer(sft_model, bench_dir, tmp_path, max_grad_norm=0.25, top_k=5)
-    assert trainer.args.max_grad_norm == 0.25 and trainer.args.top_k == 5 and trainer.args.estimator == "dual"
+    assert trainer.args.max_grad_norm == 0.25 and trainer.args.top_k == 5 and trainer.args.estimator.name == "dual"
     f = tmp_path / "rl.yaml"
     f.write_text("model: m\ndata: d\noutput_dir: o\nvllm_gpu_memory_utilisation: 0.3\n")
     with pytest.raises(ConfigError, match=r"rl.yaml: unknown key\(s\) \['vllm_gpu_memory_utilisation'\]; "
@@ -96,9 +103,11 @@ def test_the_resolved_config_loads_back(sft_model, bench_dir, tmp_path):
     from personadual.config import save_config
 
     cfg = load_config(RLRunConfig, None, rl_overrides(sft_model, bench_dir, tmp_path) + ["lora.r=4", "judge.endpoint=u",
-                                                                                          "judge.model=j"])
+                                                                                          "judge.model=j", "estimator.alpha=3",
+                                                                                          "scale_rewards=none"])
     save_config(cfg, tmp_path / "config.yaml")
     again = load_config(RLRunConfig, tmp_path / "config.yaml", ["seed=3"])  # as rl-compare reruns a seed
+    assert again.estimator == cfg.estimator and again.estimator.alpha == 3.0 and again.estimator.scale_rewards == "none"
     assert again.seed == 3 and again.data_seed == 3 and again.lora.r == 4 and again.judge.model == "j"
     assert again.reward_weights == cfg.reward_weights == [0.9, 0.1, 0.5]
     assert again.lr_scheduler_type == cfg.lr_scheduler_type and again.learning_rate == cfg.learning_rate
@@ -143,7 +152,7 @@ def test_the_trl_config_exists_before_the_model_is_loaded(stage, sft_model, benc
 
 
 def test_forced_rollouts_open_with_each_mode_and_credit_the_marker(sft_model, bench_dir, tmp_path):
-    trainer = make_trainer(sft_model, bench_dir, tmp_path, estimator="dual")
+    trainer = make_trainer(sft_model, bench_dir, tmp_path, **{"estimator.name": "dual"})
     inputs = batch(trainer)
     torch.manual_seed(0)
     out = trainer._generate_and_score_completions(inputs)
@@ -200,7 +209,7 @@ def test_set_aside_general_rollouts_are_sampled_without_the_persona_and_trained_
 def test_grpo_subclass_loss_equals_trl_grpo_loss(sft_model, bench_dir, tmp_path):
     from trl import GRPOTrainer
 
-    ours = make_trainer(sft_model, bench_dir, tmp_path / "a", estimator="grpo", force_modes=False)
+    ours = make_trainer(sft_model, bench_dir, tmp_path / "a", force_modes=False, **{"estimator.name": "grpo"})
     inputs = batch(ours)
     torch.manual_seed(0)
     out_ours = ours._generate_and_score_completions([dict(r) for r in inputs])
@@ -248,7 +257,7 @@ def test_lora_rl_trains_the_embedding_rows_the_loss_reads(sft_model, bench_dir, 
 @pytest.mark.slow
 def test_rl_kill_and_resume_gives_the_same_weights(sft_model, bench_dir, tmp_path):
     cfg_file = tmp_path / "rl.yaml"
-    cfg_file.write_text("estimator: dual\n")
+    cfg_file.write_text("estimator: {name: dual}\n")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
     common = dict(max_steps=6, save_steps=2, save_total_limit=None)
     cmd = lambda out, *extra: [sys.executable, "-m", "personadual.cli", "rl", "--config", str(cfg_file),  # noqa: E731
@@ -344,7 +353,7 @@ def test_judge_reward_sends_a_batch_concurrently():
 def test_mode_probs_once_per_prompt_match_the_engine(sft_model, bench_dir, tmp_path):
     from personadual.engine import Engine
 
-    trainer = make_trainer(sft_model, bench_dir, tmp_path, estimator="dual")
+    trainer = make_trainer(sft_model, bench_dir, tmp_path, **{"estimator.name": "dual"})
     inputs = batch(trainer, n_prompts=3)
     digests = trainer._check_layout(inputs, G)
     trainer.processing_class.padding_side = "left"  # as TRL pads prompts
@@ -373,3 +382,48 @@ def test_rl_prompts_can_come_from_the_rl_split(sft_model, bench_dir, tmp_path):
     (tmp_path / "no_rl" / "rl.jsonl").unlink()
     with pytest.raises(FileNotFoundError, match="prompt_split=rl: .* has no rl.jsonl .*rl_bases > 0"):
         make_trainer(sft_model, tmp_path / "no_rl", tmp_path / "rl2", prompt_split="rl")
+
+
+@dataclass(frozen=True)
+class ConstantCredit(EstimatorConfig):
+    """A throwaway estimator's config: every reasoning token gets ``reasoning``, every marker ``marker``."""
+
+    reasoning: float = 0.5
+    marker: float = -1.0
+
+
+@pytest.fixture
+def constant_estimator():
+    """Registers ``constant_test`` (its function and its own config class) for one test, recording each call."""
+    calls = []
+
+    @register_estimator("constant_test", ConstantCredit)
+    def constant(rewards, group_ids, mode_ids, n_modes, mode_probs=None, cfg=ConstantCredit()):
+        calls.append(cfg)
+        return SeqAdvantages(torch.full_like(rewards, cfg.reasoning), torch.full_like(rewards, cfg.marker))
+
+    try:
+        yield calls
+    finally:
+        unregister_estimator("constant_test")
+
+
+def test_a_registered_estimator_trains_a_dualgrpo_step_with_its_own_config(sft_model, bench_dir, tmp_path,
+                                                                            constant_estimator):
+    trainer = make_trainer(sft_model, bench_dir, tmp_path, scale_rewards="none",
+                           **{"estimator.name": "constant_test", "estimator.marker": 3})
+    assert trainer.args.estimator == ConstantCredit(scale_rewards="none", marker=3.0) and trainer.estimator_name == "constant_test"
+    inputs = batch(trainer)
+    torch.manual_seed(0)
+    out = trainer._generate_and_score_completions(inputs)
+    assert constant_estimator == [ConstantCredit(scale_rewards="none", marker=3.0)]  # TRL's scale_rewards, bound in
+    adv, mask = out["advantages"], out["completion_mask"].bool()
+    assert (adv[:, 0] == 3.0).all()  # every forced rollout opens with its marker
+    assert (adv[:, 1:][mask[:, 1:]] == 0.5).all() and (adv[:, 1:][~mask[:, 1:]] == 0).all()
+    trainer.current_gradient_accumulation_steps = 1  # set by the train loop
+    loss = trainer.compute_loss(trainer.model, out)
+    loss.backward()
+    assert torch.isfinite(loss) and any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainer.model.parameters())
+    with pytest.raises(ConfigError, match=r"estimator 'constant_test' does not read \['alpha'\]"):
+        load_config(RLRunConfig, None, ["model=m", "data=d", "output_dir=o", "estimator.name=constant_test",
+                                         "estimator.alpha=2"])

@@ -61,7 +61,7 @@ def test_paper_recipes_pin_the_paper_settings():
         ("Qwen/Qwen3-8B", 1e-5, 1.0, 4096, True, "dual", None)
     assert json.loads((ROOT / sft.deepspeed_file).read_text())["zero_optimization"]["stage"] == 3
     rl = load_recipe(RLRunConfig, RECIPES / "qwen3-8b/rl.yaml")
-    assert (rl.estimator, rl.learning_rate, rl.num_generations, rl.beta, rl.temperature, rl.use_vllm, rl.vllm_mode) == \
+    assert (rl.estimator.name, rl.learning_rate, rl.num_generations, rl.beta, rl.temperature, rl.use_vllm, rl.vllm_mode) == \
         ("dual", 1e-6, 8, 0.04, 0.6, True, "colocate")
     assert rl.rewards == {"accuracy": 0.9, "format": 0.1} and rl.reward_weights == [0.9, 0.1]
     assert (rl.lr_scheduler_type, rl.warmup_steps) == ("constant_with_warmup", 0.1)  # 10% warm-up
@@ -203,7 +203,7 @@ def test_dualgrpo_runs_under_accelerate_launch_with_two_processes(bench_dir, tin
     from personadual.training import COMPLETE
 
     r = _launch("-m", "personadual.cli", "rl", "--config", RECIPES / "tiny-cpu/rl.yaml",
-                f"model={tiny_dir}", f"data={bench_dir}", f"output_dir={tmp_path}", "estimator=dual",
+                f"model={tiny_dir}", f"data={bench_dir}", f"output_dir={tmp_path}", "estimator.name=dual",
                 "force_modes=true", "num_generations=4", "per_device_train_batch_size=2",
                 "gradient_accumulation_steps=3", "max_completion_length=12", "max_steps=2", "save_steps=1000",
                 "logging_steps=1", "eval_limit=0", "threads=1", "limit=32",

@@ -143,3 +143,34 @@ def test_no_private_name_crosses_a_module_border():
     found = [hit for path in sorted(ROOT.rglob("*.py"))
              for hit in private_reaches(path.read_text(), str(path.relative_to(ROOT.parent)))]
     assert found == []
+
+
+def folder_map_gaps(map_text: str, files: list[str]) -> tuple[list[str], list[str]]:
+    """(files the map lacks, map entries that are no file): the map's rows are ``path  # what it is``; a row
+    ending in ``/`` stands for every file under it."""
+    import re
+
+    rows = [m.group(1) for m in re.finditer(r"^(\S+)\s+# ", map_text, re.M)]
+    folders = [r for r in rows if r.endswith("/")]
+    missing = [f for f in files if f not in rows and not any(f.startswith(d) for d in folders)]
+    stale = [r for r in rows if not r.endswith("/") and r not in files]
+    return missing, stale
+
+
+def test_the_folder_map_checker_sees_a_gap():
+    text = "a.py  # one\ntests/fixtures/  # rows\ngone.py  # was here\n"
+    assert folder_map_gaps(text, ["a.py", "b.py", "tests/fixtures/x.csv"]) == (["b.py"], ["gone.py"])
+
+
+def test_the_folder_map_lists_every_file():
+    """docs/architecture.md's folder map names every file of the checkout (tracked, or new and not ignored)."""
+    import subprocess
+
+    repo = ROOT.parents[1]
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=repo,
+                            capture_output=True, text=True, check=True).stdout.split()
+    files = [f for f in listed if (repo / f).exists()]
+    section = (repo / "docs" / "architecture.md").read_text().split("## Folder map", 1)[1]
+    missing, stale = folder_map_gaps(section, files)
+    assert not missing, f"docs/architecture.md's folder map lacks: {missing}"
+    assert not stale, f"docs/architecture.md's folder map names files that do not exist: {stale}"

@@ -161,17 +161,16 @@ def _run_sft(config: Path, overrides: list[str], resume: bool):
 @app.command("keys")
 def keys_cmd(stage: str = typer.Argument(..., help="sft | rl"),
              grep: Optional[str] = typer.Argument(None, help="only keys containing this text")):
-    """Every recipe key of a stage (TRL's own fields included), with its default and help."""
-    import dataclasses
-
+    """Every recipe key of a stage (TRL's own fields included, a nested block's as dotted keys), with its
+    default and help."""
+    from .config import recipe_keys
     from .rl.config import RLRunConfig
     from .sft.config import SFTRunConfig
 
     cls = {"sft": SFTRunConfig, "rl": RLRunConfig}.get(stage) or _fail(f"stage: expected sft or rl, got {stage!r}")
-    for f in sorted(dataclasses.fields(cls), key=lambda f: f.name):
-        if f.init and not f.name.startswith("_") and (grep is None or grep in f.name):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            typer.echo(f"{f.name} = {default!r}  # {' '.join(str(f.metadata.get('help', '')).split())}")
+    for key, default, text in recipe_keys(cls):
+        if grep is None or grep in key:
+            typer.echo(f"{key} = {default!r}  # {' '.join(text.split())}")
 
 
 @app.command("rl")

@@ -65,12 +65,19 @@ def from_dict(cls: type[T], data: dict, where: str = "config") -> T:
     for name, value in data.items():
         sub = _dataclass_type(hints[name])
         if sub and isinstance(value, dict):
-            value = from_dict(sub, value, f"{where}: {name}")
+            value = _nested(sub, value, f"{where}: {name}")
         kwargs[name] = _coerce_number(hints[name], value, f"{where}: {name}")
     try:
         return cls(**kwargs)
     except (TypeError, ValueError, ImportError) as e:  # ImportError: e.g. a deepspeed config without deepspeed
         raise ConfigError(f"{where}: {e}") from e
+
+
+def _nested(sub: type, value: dict, where: str):
+    """A nested block: its dataclass, or, when that type picks its class from the block itself (``from_mapping``,
+    as an estimator's config does by ``name``), what it builds."""
+    build = getattr(sub, "from_mapping", None)
+    return build(value, where) if build else from_dict(sub, value, where)
 
 
 def _coerce_number(ftype, value, where: str):
@@ -109,6 +116,9 @@ def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: 
             raise ConfigError(f"{path}: not valid YAML: {e}") from e
         where = str(path)
     given = parse_overrides(overrides)
+    normalise = getattr(cls, "normalise_inputs", None)  # a stage that moved keys maps its older forms here
+    if normalise is not None:
+        data, given = normalise(data, given, where)
     merged = _merge(data, given)
     for key, cleared in getattr(cls, "OVERRIDE_CLEARS", {}).items():
         if key in given:  # a value asked for by name beats the recipe's per-case table of it
@@ -121,6 +131,23 @@ def help_field(text: str, default=None, factory=None):
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata={"help": text})
     return dataclasses.field(default=default, metadata={"help": text})
+
+
+def recipe_keys(cls) -> list[tuple[str, Any, str]]:
+    """(key, default, help) of every recipe key of ``cls``, sorted; a field whose type lists its own keys
+    (``recipe_keys``, as the estimator block does) gives dotted ones (``estimator.alpha``)."""
+    hints = typing.get_type_hints(cls)
+    rows = []
+    for f in dataclasses.fields(cls):
+        if not f.init or f.name.startswith("_"):
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        expand = getattr(_dataclass_type(hints[f.name]), "recipe_keys", None)
+        if expand is not None:
+            rows += [(f"{f.name}.{key}", value, text) for key, value, text in expand(default)]
+        else:
+            rows.append((f.name, default, str(f.metadata.get("help", ""))))
+    return sorted(rows, key=lambda row: row[0])
 
 
 def remember_given(cfg) -> None:
@@ -154,6 +181,8 @@ def plain(cfg) -> dict:
     def value(v):
         if isinstance(v, enum.Enum):
             return v.value
+        if hasattr(v, "to_mapping"):  # a block that names its own class (an estimator's config) writes that block
+            return value(v.to_mapping())
         if dataclasses.is_dataclass(v) and not isinstance(v, type):
             return {f.name: value(getattr(v, f.name)) for f in dataclasses.fields(v)}
         if isinstance(v, dict):

@@ -27,7 +27,8 @@ from .jobs import StageClock, cli_command, run_jobs
 
 STAGES = ("data", "tiny", "base", "sft", "rl", "eval")  # what `overrides` (and `demo --set`) can address
 SFT_VARIANTS = ("dual", "general_only", "personalized_only", "persona_prompted")
-# `make demo-full`: the demo with twice the RL steps (the first recipe's demo-full figures: docs/results_first_recipe.md)
+# `make demo-full`: the demo with twice the RL steps (what longer RL does: docs/lab_notebook.md, "The three
+# estimators tie on balanced accuracy")
 FULL_OVERRIDES = {"rl": ["max_steps=300", "save_steps=100"]}
 RL_ESTIMATORS = ("dual", "dual_paper", "grpo")  # every estimator the demo can train
 # `make demo`: DualGRPO against plain GRPO, the paper's RL baseline. The authors' estimator as published reduces to

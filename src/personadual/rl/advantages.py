@@ -1,4 +1,6 @@
-r"""Advantage estimators for GRPO with reasoning modes: pure tensor functions, registered by name.
+r"""Advantage estimators for GRPO with reasoning modes: pure tensor functions, each registered by name
+together with its config class (`estimator_registry`): `GrpoConfig`, `DualPaperConfig` and `DualConfig`
+hold exactly the settings their function reads, and a recipe's ``estimator:`` block is that config.
 
 Every estimator maps one generation batch of N rollouts to two per-rollout advantages:
 ``reasoning`` (for every completion token) and ``marker`` (for the mode-marker token). Rollouts
@@ -61,50 +63,52 @@ distribution (softmax over the marker logits only) and V(x, m) = E_{y ~ pi(.|x,m
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 
+from ..config import help_field
+from .estimator_registry import EstimatorConfig, get_estimator, register_estimator
+
+# Each estimator's config holds exactly what its function reads (`EstimatorConfig`: scale_rewards, eps).
+
 
 @dataclass(frozen=True)
-class AdvantageConfig:
-    scale_rewards: str = "group"  # "group": divide by the std (GRPO); "none": do not (Dr. GRPO)
-    eps: float = 1e-4  # added to the std, as TRL does
-    alpha: float = 1.0  # dual: weight of the marker (mode-selection) advantage
-    split_modes: bool = True  # dual: False = one subgroup per prompt = grpo
-    prefix_weight: float = 2.0  # dual_paper: marker tokens get this multiple ("prefix strengthening")
-    weight_reasoning: bool = False  # dual: reasoning advantages times p(m|x)/q(m) (the gradient of J)
-    marker_mass_coef: float = 0.0  # dual: lambda, ascend lambda * log sum_m pi(m|x) (keeps the markers' mass)
-    reasoning_coef: float = 1.0  # dual: scale of the reasoning advantages (0 = RL moves the mode choice alone)
+class GrpoConfig(EstimatorConfig):
+    PER_SEQUENCE: ClassVar[bool] = True
+
+
+@dataclass(frozen=True)
+class DualPaperConfig(EstimatorConfig):
+    prefix_weight: float = help_field("marker tokens get this multiple of the advantage (the authors' \"prefix "
+                                      "strengthening\")", 2.0)
+
+
+@dataclass(frozen=True)
+class DualConfig(EstimatorConfig):
+    alpha: float = help_field("weight of the marker (mode-selection) advantage", 1.0)
+    split_modes: bool = help_field("one subgroup per mode (false: the prompt's whole group, and dual is then grpo "
+                                   "exactly)", True)
+    weight_reasoning: bool = help_field("reasoning advantages times p(mode|x)/q(mode) (the gradient of J), so a mode "
+                                        "learns where it is used", False)
+    marker_mass_coef: float = help_field("lambda, ascend lambda * log p(any marker | x) so RL cannot leak the "
+                                         "markers' probability to other tokens (0 = off; needs force_modes)", 0.0)
+    reasoning_coef: float = help_field("scale of the reasoning tokens' advantages (0 = RL trains the mode choice "
+                                       "alone)", 1.0)
 
     def __post_init__(self):
-        if self.scale_rewards not in ("group", "none"):
-            raise ValueError(f"scale_rewards: expected 'group' or 'none', got {self.scale_rewards!r}")
-        if self.eps <= 0 or self.alpha < 0 or self.marker_mass_coef < 0 or self.reasoning_coef < 0:
-            raise ValueError("eps must be > 0, alpha, marker_mass_coef and reasoning_coef >= 0")
+        super().__post_init__()
+        if self.alpha < 0 or self.marker_mass_coef < 0 or self.reasoning_coef < 0:
+            raise ValueError(f"alpha, marker_mass_coef and reasoning_coef must be >= 0, got {self.alpha}, "
+                             f"{self.marker_mass_coef} and {self.reasoning_coef}")
+
+    def needs_forced_modes(self) -> str:
+        return "marker_mass_coef weights forced markers by p/q" if self.marker_mass_coef else ""
 
 
 class SeqAdvantages(NamedTuple):
     reasoning: torch.Tensor  # (N,) for every completion token of a rollout
     marker: torch.Tensor  # (N,) for its mode-marker token(s)
-
-
-Estimator = Callable[..., SeqAdvantages]
-ESTIMATORS: dict[str, Estimator] = {}
-
-
-def register_advantage(name: str):
-    def deco(fn: Estimator) -> Estimator:
-        ESTIMATORS[name] = fn
-        return fn
-
-    return deco
-
-
-def get_estimator(name: str) -> Estimator:
-    if name not in ESTIMATORS:
-        raise KeyError(f"unknown advantage estimator {name!r}; known: {sorted(ESTIMATORS)}")
-    return ESTIMATORS[name]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,7 +134,7 @@ def _seg_mean_std(x_N: torch.Tensor, seg_N: torch.Tensor):
     return mean[seg_N], std[seg_N], count[seg_N]
 
 
-def _normalise(centered_N, std_N, cfg: AdvantageConfig):
+def _normalise(centered_N, std_N, cfg: EstimatorConfig):
     return centered_N / (std_N + cfg.eps) if cfg.scale_rewards == "group" else centered_N
 
 
@@ -138,15 +142,15 @@ def _normalise(centered_N, std_N, cfg: AdvantageConfig):
 # estimators
 
 
-@register_advantage("grpo")
-def grpo(rewards, group_ids, mode_ids=None, n_modes=None, mode_probs=None, cfg=AdvantageConfig()) -> SeqAdvantages:
+@register_estimator("grpo", GrpoConfig)
+def grpo(rewards, group_ids, mode_ids=None, n_modes=None, mode_probs=None, cfg=GrpoConfig()) -> SeqAdvantages:
     mean, std, _ = _seg_mean_std(rewards, _segments(group_ids))
     adv = torch.nan_to_num(_normalise(rewards - mean, std, cfg), nan=0.0)
     return SeqAdvantages(adv, adv)
 
 
-@register_advantage("dual_paper")
-def dual_paper(rewards, group_ids, mode_ids, n_modes=None, mode_probs=None, cfg=AdvantageConfig()) -> SeqAdvantages:
+@register_estimator("dual_paper", DualPaperConfig)
+def dual_paper(rewards, group_ids, mode_ids, n_modes=None, mode_probs=None, cfg=DualPaperConfig()) -> SeqAdvantages:
     z = grpo(rewards, group_ids, cfg=cfg).reasoning
     g_seg, s_seg = _segments(group_ids), _segments(group_ids, mode_ids)
     g_mean, _, g_count = _seg_mean_std(z, g_seg)
@@ -158,8 +162,8 @@ def dual_paper(rewards, group_ids, mode_ids, n_modes=None, mode_probs=None, cfg=
     return SeqAdvantages(combined, cfg.prefix_weight * combined)
 
 
-@register_advantage("dual")
-def dual(rewards, group_ids, mode_ids, n_modes, mode_probs=None, cfg=AdvantageConfig()) -> SeqAdvantages:
+@register_estimator("dual", DualConfig)
+def dual(rewards, group_ids, mode_ids, n_modes, mode_probs=None, cfg=DualConfig()) -> SeqAdvantages:
     if not cfg.split_modes:
         return grpo(rewards, group_ids, cfg=cfg)
     g_seg, s_seg = _segments(group_ids), _segments(group_ids, mode_ids)
@@ -199,8 +203,9 @@ def token_advantages(seq: SeqAdvantages, completion_mask_NT: torch.Tensor, marke
     return torch.where(marker_mask_NT.bool(), seq.marker[:, None].expand_as(adv_NT), adv_NT)
 
 
-def compute_advantages(name: str, rewards_N, group_ids_N, mode_ids_N, completion_mask_NT, marker_mask_NT,
-                       n_modes: int = 2, mode_probs_NM=None, cfg: AdvantageConfig = AdvantageConfig()) -> torch.Tensor:
-    """The whole estimator: (rewards, ids, token masks, optional old p(mode|x)) -> per-token advantages (N, T)."""
-    seq = get_estimator(name)(rewards_N, group_ids_N, mode_ids_N, n_modes, mode_probs_NM, cfg)
+def compute_advantages(cfg: EstimatorConfig, rewards_N, group_ids_N, mode_ids_N, completion_mask_NT, marker_mask_NT,
+                       n_modes: int = 2, mode_probs_NM=None) -> torch.Tensor:
+    """The whole estimator ``cfg`` configures: (rewards, ids, token masks, optional old p(mode|x)) -> per-token
+    advantages (N, T)."""
+    seq = get_estimator(cfg.name)(rewards_N, group_ids_N, mode_ids_N, n_modes, mode_probs_NM, cfg)
     return token_advantages(seq, completion_mask_NT, marker_mask_NT)

@@ -1,10 +1,13 @@
 """The RL stage's one config: TRL's GRPOConfig extended for DualGRPO. Recipes: recipes/<name>/rl.yaml; CLI overrides: key=value.
 
-Option compatibility is checked here, once, not deep in the trainer.
+Option compatibility is checked here, once, not deep in the trainer. The advantage estimator is one nested
+block, its registered config (``estimator: {name: dual, alpha: 8.0}``; `estimator_recipe` maps the older
+flat keys onto it): that config checks its own settings, this one only how they combine with the rest.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from trl import GRPOConfig
@@ -12,11 +15,14 @@ from trl import GRPOConfig
 from ..config import fill_trl_defaults, help_field, remember_given
 from ..modes import DEFAULT_MARKERS, GENERAL
 from ..training import LoraSpec
-from .advantages import ESTIMATORS
+from .advantages import DualConfig
+from .estimator_recipe import as_estimator_config, nest_estimator_keys
+from .estimator_registry import EstimatorConfig, name_of
 from .rewards import REWARDS
 
 # TRL 1.16 losses that assume one advantage per sequence (DualGRPO's are per token)
 SEQUENCE_LEVEL_LOSSES = ("luspo", "vespo")
+DEFAULT_ESTIMATOR = DualConfig  # what a recipe without an estimator block trains with
 
 
 @dataclass
@@ -48,16 +54,9 @@ class RLRunConfig(GRPOConfig):
                                       "set-aside (the prompt without its persona, as `eval --general-context set-aside` "
                                       "reads the model); the marker is trained on the prompt as given either way",
                                       "persona")
-    estimator: str = help_field(f"advantage estimator: {', '.join(sorted(ESTIMATORS))}", "dual")
+    estimator: EstimatorConfig = help_field("the advantage estimator, one block: its name and the settings it reads "
+                                            "(`personadual keys rl estimator.`)", factory=DEFAULT_ESTIMATOR)
     force_modes: bool = help_field("split each prompt's G rollouts evenly over the modes (forced markers)", True)
-    alpha: float = help_field("dual: weight of the marker (mode-selection) advantage", 1.0)
-    prefix_weight: float = help_field("dual_paper: marker-token multiple", 2.0)
-    weight_reasoning: bool = help_field("dual: reasoning advantages times p(mode|x)/q(mode), so a mode learns where "
-                                        "it is used", False)
-    marker_mass_coef: float = help_field("dual: lambda, ascend lambda * log p(any marker | x) so RL cannot leak the "
-                                         "markers' probability to other tokens (0 = off)", 0.0)
-    reasoning_coef: float = help_field("dual: scale of the reasoning tokens' advantages (0 = RL trains the mode choice "
-                                       "alone)", 1.0)
     rewards: dict = help_field(f"reward name -> weight; names: {', '.join(REWARDS)} (TRL's reward_weights follow)",
                                factory=lambda: {"accuracy": 0.9, "format": 0.1})
     judge: JudgeSpec | None = help_field("optional judge-model reward", None)
@@ -69,7 +68,8 @@ class RLRunConfig(GRPOConfig):
                                                    "model's saved settings", None)
     # TRL fields with personadual's defaults
     output_dir: str | None = help_field("checkpoints and the final model (output_dir/model)", None)
-    scale_rewards: str = help_field("'group' (divide by reward std, GRPO) or 'none' (Dr. GRPO)", "group")
+    scale_rewards: str = help_field("'group' (divide by reward std, GRPO) or 'none' (Dr. GRPO); TRL's key, which the "
+                                    "estimator reads too (bound into its config)", "group")
     num_generations: int | None = help_field("G: rollouts per prompt", 8)
     max_completion_length: int | None = help_field("max new tokens per rollout", 256)
     temperature: float = help_field("sampling temperature for rollouts", 0.6)
@@ -84,7 +84,13 @@ class RLRunConfig(GRPOConfig):
     save_total_limit: int | None = help_field("keep at most N checkpoints", 2)
     use_cpu: bool | None = help_field("train on CPU; None = when no GPU is visible", None)
 
+    @classmethod
+    def normalise_inputs(cls, recipe: dict, given: dict, where: str) -> tuple[dict, dict]:
+        """`load_config`'s hook: the recipe's and the overrides' estimator keys as one block each."""
+        return nest_estimator_keys(recipe, given, where, name_of(DEFAULT_ESTIMATOR))
+
     def __post_init__(self):
+        self.estimator = as_estimator_config(self.estimator)
         remember_given(self)
         missing = [k for k in ("model", "data", "output_dir") if not getattr(self, k)]
         if missing:
@@ -96,11 +102,12 @@ class RLRunConfig(GRPOConfig):
         if self.general_context == "set-aside" and not (self.force_modes and GENERAL in self.modes):
             raise ValueError("general_context: set-aside samples the forced general mode without the persona; it needs "
                              "force_modes: true and a 'general' mode")
-        if self.estimator not in ESTIMATORS:
-            raise ValueError(f"estimator: unknown {self.estimator!r}; known: {sorted(ESTIMATORS)}")
-        if self.estimator != "grpo" and self.loss_type in SEQUENCE_LEVEL_LOSSES:
-            raise ValueError(f"loss_type {self.loss_type!r} takes one advantage per sequence; "
-                             f"estimator {self.estimator!r} gives per-token advantages (use dapo, grpo, bnpo, dr_grpo, cispo or sapo)")
+        if not self.estimator.PER_SEQUENCE and self.loss_type in SEQUENCE_LEVEL_LOSSES:
+            raise ValueError(f"loss_type {self.loss_type!r} takes one advantage per sequence; estimator "
+                             f"{self.estimator.name!r} gives per-token advantages (use dapo, grpo, bnpo, dr_grpo, cispo or sapo)")
+        if self.estimator.needs_forced_modes() and not self.force_modes:
+            raise ValueError(f"estimator {self.estimator.name!r} needs force_modes: true "
+                             f"({self.estimator.needs_forced_modes()})")
         if self.force_modes and self.num_generations % len(self.modes):
             raise ValueError(f"num_generations={self.num_generations} must be divisible by the {len(self.modes)} modes "
                              "when force_modes is on")
@@ -111,15 +118,8 @@ class RLRunConfig(GRPOConfig):
         unknown = set(self.rewards) - set(REWARDS)
         if unknown:
             raise ValueError(f"rewards: unknown reward(s) {sorted(unknown)}; known: {list(REWARDS)}")
-        if self.scale_rewards not in ("group", "none"):
-            raise ValueError(f"scale_rewards: expected 'group' or 'none', got {self.scale_rewards!r}")
-        if self.alpha < 0 or self.marker_mass_coef < 0 or self.reasoning_coef < 0:
-            raise ValueError("alpha, marker_mass_coef and reasoning_coef must be >= 0")
-        if self.reasoning_coef != 1.0 and self.estimator != "dual":
-            raise ValueError(f"reasoning_coef: only the 'dual' estimator splits reasoning from marker credit; "
-                             f"estimator is {self.estimator!r}")
-        if self.marker_mass_coef and not (self.estimator == "dual" and self.force_modes):
-            raise ValueError("marker_mass_coef needs estimator 'dual' with force_modes (it weights forced markers by p/q)")
+        # TRL's scale_rewards decides for the estimator too (its config checks the value)
+        self.estimator = dataclasses.replace(self.estimator, scale_rewards=self.scale_rewards)
         if self.vllm_mode not in ("colocate", "server"):
             raise ValueError(f"vllm_mode: expected 'colocate' or 'server', got {self.vllm_mode!r}")
         weights = [float(w) for w in self.rewards.values()] + ([float(self.judge.weight)] if self.judge else [])

@@ -12,7 +12,6 @@ from ..data.schema import Item, read_split
 from ..tokenization import resolve_chat_template_kwargs, settings_text
 from ..training import (MarkCompleteCallback, expose_head_bias, load_model_and_tokenizer, prepare_run,
                         save_final_from_trainer)
-from .advantages import AdvantageConfig
 from .config import RLRunConfig
 from .rewards import REWARDS, make_judge_reward
 
@@ -69,13 +68,10 @@ def build_trainer(cfg: RLRunConfig, model=None, tok=None):
     rows = rows_for(items[: cfg.limit], tok, template_kwargs, cfg.prompt_form)
     marker_ids = modes_lib.marker_token_ids(tok, modes)
     peft_config = cfg.lora.to_peft(model, marker_ids) if cfg.lora is not None else None
-    adv_cfg = AdvantageConfig(scale_rewards=cfg.scale_rewards, alpha=cfg.alpha, prefix_weight=cfg.prefix_weight,
-                              weight_reasoning=cfg.weight_reasoning, marker_mass_coef=cfg.marker_mass_coef,
-                              reasoning_coef=cfg.reasoning_coef)
     trainer = DualGRPOTrainer(
         model=model, reward_funcs=reward_functions(cfg), args=cfg, train_dataset=Dataset.from_list(rows),
         processing_class=tok, peft_config=peft_config, callbacks=[MarkCompleteCallback()], modes=modes,
-        estimator=cfg.estimator, advantage_config=adv_cfg, force_modes=cfg.force_modes,
+        estimator=cfg.estimator, force_modes=cfg.force_modes,
         general_context=cfg.general_context,
     )
     expose_head_bias(trainer.model)
@@ -94,7 +90,7 @@ def main(cfg: RLRunConfig, resume: bool = False) -> dict:
     template_kwargs = trainer.chat_template_kwargs
     extra = {"personadual_rl.yaml": (out / "config.yaml").read_text(), "personadual.json": settings_text(template_kwargs)}
     model_dir = save_final_from_trainer(trainer, final, out / "model", extra, merged_lora=cfg.lora is not None)
-    result = {"model_dir": str(model_dir), "steps": trainer.state.global_step, "estimator": cfg.estimator}
+    result = {"model_dir": str(model_dir), "steps": trainer.state.global_step, "estimator": cfg.estimator.name}
     if cfg.eval_data and cfg.eval_limit > 0:
         from ..scoring.mode_choice import mode_check
 

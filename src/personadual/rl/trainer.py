@@ -27,6 +27,7 @@ fail loudly if a TRL release changes it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections import defaultdict
 
@@ -37,15 +38,16 @@ from trl import GRPOTrainer
 from .. import modes as modes_lib
 from ..modes import marker_distribution
 from ..tokenization import prompt_ids
-from .advantages import AdvantageConfig, SeqAdvantages, get_estimator, token_advantages
+from .advantages import DualConfig, SeqAdvantages, token_advantages
+from .estimator_registry import EstimatorConfig, get_estimator
 
 NO_MODE = -1
 GENERAL_CONTEXTS = ("persona", "set-aside")  # where the general mode's rollouts are sampled
 
 
 class DualGRPOTrainer(GRPOTrainer):
-    def __init__(self, *args, modes: modes_lib.ModeSet = modes_lib.DEFAULT_MODES, estimator: str = "dual",
-                 advantage_config: AdvantageConfig = AdvantageConfig(), force_modes: bool = True,
+    def __init__(self, *args, modes: modes_lib.ModeSet = modes_lib.DEFAULT_MODES,
+                 estimator: EstimatorConfig = DualConfig(), force_modes: bool = True,
                  general_context: str = "persona", **kwargs):
         super().__init__(*args, **kwargs)
         if general_context not in GENERAL_CONTEXTS:
@@ -56,11 +58,13 @@ class DualGRPOTrainer(GRPOTrainer):
         self.modes = modes
         self.marker_ids = modes_lib.marker_token_ids(self.processing_class, modes)
         self._mode_of_token = {tok: k for k, tok in enumerate(self.marker_ids)}
-        self.estimator_name, self.estimator = estimator, get_estimator(estimator)
-        self.advantage_config, self.force_modes = advantage_config, force_modes
+        self.estimator_name, self.estimator = estimator.name, get_estimator(estimator.name)
+        # TRL's scale_rewards (``args``) decides for our advantages as it does for TRL's own
+        self.advantage_config = dataclasses.replace(estimator, scale_rewards=self.scale_rewards)
+        self.force_modes = force_modes
         if force_modes and self.num_generations % len(self.marker_ids):
             raise ValueError(f"num_generations={self.num_generations} is not divisible by {len(self.marker_ids)} modes")
-        if estimator != "grpo" and self.top_entropy_quantile < 1.0:
+        if not estimator.PER_SEQUENCE and self.top_entropy_quantile < 1.0:
             raise ValueError("top_entropy_quantile < 1 can mask the marker token out of the loss (trap 6); keep it at 1")
         self._forced_markers: list[int] | None = None
         self._generation_prompts: list[list[int] | None] | None = None  # per row: ids to sample from instead
