@@ -198,3 +198,57 @@ def test_rl_rows_in_the_cloze_form_carry_the_prompt_and_option_texts(tiny_dir, m
         assert row["prompt_set_aside"] == (cloze_question(question_stem(it), None) + "\n" if it.persona else "")
     assert all(json.loads(r["option_texts"]) == {} and "<answer>" not in r["prompt"] for r in rows[3:])
     assert rows_for(items[:1], tok)[0]["prompt"] != rows[0]["prompt"]  # chat is the default
+
+
+def test_option_rollouts_score_each_option_as_the_cloze_choice_protocol_does(sft_model, mmlu_cond):
+    from personadual.eval.choice import mode_scores, render_choice_prompt
+    from personadual.rl.option_rollouts import answer_offset, draw_options, option_replies, option_scores
+
+    eng = Engine.load(str(sft_model))
+    tok = eng.tokenizer
+    items = read_items(mmlu_cond / "test.jsonl")[:4]
+    prompts = prompt_ids(tok, [render_choice_prompt(eng, it, "cloze", it.persona) for it in items])
+    _, _, by_mode = mode_scores(eng, items, prompts, ["general", "personalized"], forms=["cloze"] * len(items))
+    for m, marker in (("general", "[General_mode]"), ("personalized", "[Personalized_mode]")):
+        marker_id = tok.convert_tokens_to_ids(marker)
+        for it, p, expected in zip(items, prompts, by_mode[m]):
+            texts = list(option_texts(it).values())
+            replies = option_replies(tok, marker, texts)
+            start = answer_offset(tok, marker, replies)
+            assert tok.decode(replies[0][:start]).strip() == "Answer:"
+            scores = option_scores(eng.model, [p + [marker_id]] * len(texts), replies, [start] * len(texts),
+                                   [len(t) for t in texts], tok.pad_token_id, batch_size=3)
+            assert scores.tolist() == pytest.approx(list(expected.values()), abs=1e-4)
+            assert draw_options([scores], 0.0) == [int(scores.argmax())]  # T = 0: the evaluation's answer
+    lopsided = torch.tensor([0.0, -50.0, -50.0])
+    torch.manual_seed(0)
+    assert draw_options([lopsided] * 20, 1.0) == [0] * 20
+    assert set(draw_options([torch.zeros(3)] * 60, 1.0)) == {0, 1, 2}  # flat scores: every option is drawn
+
+
+def test_dualgrpo_cloze_rollouts_answer_with_an_option_and_are_rewarded(sft_model, mmlu_cond, tmp_path):
+    from personadual.config import ConfigError, load_config
+    from personadual.rl.config import RLRunConfig
+    from personadual.rl.rewards import cloze_answer
+    from personadual.rl.train import build_trainer
+
+    base = [f"model={sft_model}", f"data={mmlu_cond / 'test.jsonl'}", f"output_dir={tmp_path}", "prompt_form=cloze",
+            "rewards={cloze_accuracy: 1.0}", "num_generations=4", "per_device_train_batch_size=8", "max_steps=1",
+            "eval_limit=0", "threads=1", "temperature=1.0", "general_context=set-aside"]
+    with pytest.raises(ConfigError, match="needs prompt_form: cloze"):
+        load_config(RLRunConfig, None, [*base[:3], "cloze_rollouts=options"])
+    trainer = build_trainer(load_config(RLRunConfig, None, [*base, "cloze_rollouts=options"]))
+    trainer.model.train()
+    rows = [dict(trainer.train_dataset[i]) for i in range(2)]
+    inputs = [dict(r) for r in rows for _ in range(4)]
+    torch.manual_seed(0)
+    out = trainer._generate_and_score_completions(inputs)
+    tok = trainer.processing_class
+    for i, row in enumerate(inputs):
+        ids = out["completion_ids"][i][out["completion_mask"][i].bool()].tolist()
+        assert ids[0] == trainer.marker_ids[(i % 4) // 2] and ids[-1] == tok.eos_token_id
+        texts = json.loads(row["option_texts"])
+        said = cloze_answer(tok.decode(ids, skip_special_tokens=True), texts)
+        assert said in texts  # every rollout names one of the item's options
+        assert trainer._rewards_per_func[i].item() == float(said == row["gold"])
+    assert trainer._option_texts is None

@@ -50,6 +50,10 @@ class RLRunConfig(GRPOConfig):
                                   "stem and option texts asked as the cloze choice form reads them; reward them with "
                                   "cloze_accuracy)", "chat")
     # DualGRPO
+    cloze_rollouts: str = help_field("with prompt_form: cloze, how a rollout's answer is drawn: generate (free text, "
+                                     "rewarded when it spells an option) or options (one of the item's options, drawn "
+                                     "from the model's per-character option scores at the rollout temperature, as "
+                                     "`eval --choice-form cloze` scores them)", "generate")
     general_context: str = help_field("where the general mode's rollouts are sampled: persona (the prompt as given) or "
                                       "set-aside (the prompt without its persona, as `eval --general-context set-aside` "
                                       "reads the model); the marker is trained on the prompt as given either way",
@@ -97,6 +101,11 @@ class RLRunConfig(GRPOConfig):
             raise ValueError(f"missing required field(s): {missing}")
         if self.prompt_form not in ("chat", "cloze"):
             raise ValueError(f"prompt_form: expected chat or cloze, got {self.prompt_form!r}")
+        if self.cloze_rollouts not in ("generate", "options"):
+            raise ValueError(f"cloze_rollouts: expected generate or options, got {self.cloze_rollouts!r}")
+        if self.cloze_rollouts == "options" and not (self.prompt_form == "cloze" and self.force_modes):
+            raise ValueError("cloze_rollouts: options draws each forced mode's answer among a cloze item's options; it "
+                             "needs prompt_form: cloze and force_modes: true")
         if self.general_context not in ("persona", "set-aside"):
             raise ValueError(f"general_context: expected persona or set-aside, got {self.general_context!r}")
         if self.general_context == "set-aside" and not (self.force_modes and GENERAL in self.modes):

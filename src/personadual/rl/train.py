@@ -72,7 +72,7 @@ def build_trainer(cfg: RLRunConfig, model=None, tok=None):
         model=model, reward_funcs=reward_functions(cfg), args=cfg, train_dataset=Dataset.from_list(rows),
         processing_class=tok, peft_config=peft_config, callbacks=[MarkCompleteCallback()], modes=modes,
         estimator=cfg.estimator, force_modes=cfg.force_modes,
-        general_context=cfg.general_context,
+        general_context=cfg.general_context, cloze_rollouts=cfg.cloze_rollouts,
     )
     expose_head_bias(trainer.model)
     trainer.chat_template_kwargs = template_kwargs  # what its prompts were rendered with, saved with the model

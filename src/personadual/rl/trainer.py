@@ -13,6 +13,9 @@ What changes, and where (everything else -- loss types, KL, clipping, PEFT, vLLM
   With ``general_context="set-aside"`` the general mode's rollouts are sampled from the prompt
   without its persona (the row's ``prompt_set_aside``), as the model is read at evaluation in that
   context; the sequence that is trained keeps the prompt with the persona, where the marker is chosen.
+  With ``cloze_rollouts="options"`` a cloze-form rollout is not generated: its answer is one of the item's
+  options, drawn from the model's own option scores (`option_rollouts`), since in that form a free reply
+  can only name an option by copying the one a persona quotes.
 - `_calculate_rewards`: tells reward functions each rollout's mode (``mode`` row field), since the
   decoded text has lost the marker (trap 2), and keeps the gathered rewards for the advantages.
 - `_generate_and_score_completions`: after TRL has generated, scored and computed its own
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from collections import defaultdict
 
 import torch
@@ -40,21 +44,26 @@ from ..modes import marker_distribution
 from ..tokenization import prompt_ids
 from .advantages import DualConfig, SeqAdvantages, token_advantages
 from .estimator_registry import EstimatorConfig, get_estimator
+from .option_rollouts import answer_offset, draw_options, option_replies, option_scores
 
 NO_MODE = -1
 GENERAL_CONTEXTS = ("persona", "set-aside")  # where the general mode's rollouts are sampled
+CLOZE_ROLLOUTS = ("generate", "options")  # how a cloze-form rollout's answer is drawn (`option_rollouts`)
 
 
 class DualGRPOTrainer(GRPOTrainer):
     def __init__(self, *args, modes: modes_lib.ModeSet = modes_lib.DEFAULT_MODES,
                  estimator: EstimatorConfig = DualConfig(), force_modes: bool = True,
-                 general_context: str = "persona", **kwargs):
+                 general_context: str = "persona", cloze_rollouts: str = "generate", **kwargs):
         super().__init__(*args, **kwargs)
         if general_context not in GENERAL_CONTEXTS:
             raise ValueError(f"general_context: expected one of {GENERAL_CONTEXTS}, got {general_context!r}")
         if general_context == "set-aside" and not (force_modes and modes_lib.GENERAL in modes.names):
             raise ValueError("general_context 'set-aside' needs force_modes and a 'general' mode")
         self.general_context = general_context
+        if cloze_rollouts not in CLOZE_ROLLOUTS:
+            raise ValueError(f"cloze_rollouts: expected one of {CLOZE_ROLLOUTS}, got {cloze_rollouts!r}")
+        self.cloze_rollouts = cloze_rollouts
         self.modes = modes
         self.marker_ids = modes_lib.marker_token_ids(self.processing_class, modes)
         self._mode_of_token = {tok: k for k, tok in enumerate(self.marker_ids)}
@@ -68,6 +77,7 @@ class DualGRPOTrainer(GRPOTrainer):
             raise ValueError("top_entropy_quantile < 1 can mask the marker token out of the loss (trap 6); keep it at 1")
         self._forced_markers: list[int] | None = None
         self._generation_prompts: list[list[int] | None] | None = None  # per row: ids to sample from instead
+        self._option_texts: list[list[str]] | None = None  # per row: the options a cloze rollout draws from
         self._rewards_per_func: torch.Tensor | None = None
 
     # -- rollouts ---------------------------------------------------------------------------------
@@ -83,7 +93,12 @@ class DualGRPOTrainer(GRPOTrainer):
             return super()._generate_single_turn(prompt_ids, images, multimodal_fields, num_generations, has_tool_images)
         swapped = self._generation_prompts or [None] * len(forced)
         prompt_ids = [list(s if s is not None else p) + [m] for p, m, s in zip(prompt_ids, forced, swapped, strict=True)]
-        completion_ids, logprobs = super()._generate_single_turn(prompt_ids, images, multimodal_fields, 1, has_tool_images)
+        if self._option_texts is not None:
+            completion_ids = self._draw_option_replies(prompt_ids, forced)
+            logprobs = [[float("nan")] * len(c) for c in completion_ids] if self.use_vllm else None
+        else:
+            completion_ids, logprobs = super()._generate_single_turn(prompt_ids, images, multimodal_fields, 1,
+                                                                     has_tool_images)
         completion_ids = [[m] + list(c) for m, c in zip(forced, completion_ids, strict=True)]
         if logprobs is not None:
             # The marker was not sampled, and a swapped row was sampled under another prompt than the one it is
@@ -91,6 +106,36 @@ class DualGRPOTrainer(GRPOTrainer):
             logprobs = [[float("nan")] * (1 + len(lp)) if s is not None else [float("nan")] + list(lp)
                         for lp, s in zip(logprobs, swapped, strict=True)]
         return completion_ids, logprobs
+
+    def _draw_option_replies(self, prefixes: list[list[int]], forced: list[int]) -> list[list[int]]:
+        """Cloze rollouts (``cloze_rollouts="options"``): per row, ``\nAnswer: {option}<eos>`` with the option drawn
+        from the model's per-character option scores at the rollout temperature (`option_rollouts`)."""
+        tok = self.processing_class
+        rows, replies, starts, chars = [], [], [], []
+        for i, (m, texts) in enumerate(zip(forced, self._option_texts, strict=True)):
+            marker = tok.convert_ids_to_tokens(m)
+            ids = option_replies(tok, marker, texts)
+            start = answer_offset(tok, marker, ids)
+            rows += [i] * len(ids)
+            replies += ids
+            starts += [start] * len(ids)
+            chars += [len(t) for t in texts]
+        scores = option_scores(self.accelerator.unwrap_model(self.model), [prefixes[i] for i in rows], replies,
+                               starts, chars, tok.pad_token_id)
+        per_row = [scores[torch.tensor([j for j, r in enumerate(rows) if r == i])] for i in range(len(prefixes))]
+        picks = draw_options(per_row, self.temperature)
+        first = {i: rows.index(i) for i in range(len(prefixes))}
+        return [list(replies[first[i] + k]) + [tok.eos_token_id] for i, k in enumerate(picks)]
+
+    def _cloze_options(self, inputs) -> list[list[str]] | None:
+        """Per row, its option texts when every row has them and ``cloze_rollouts="options"``, else None."""
+        if self.cloze_rollouts != "options":
+            return None
+        texts = [list(json.loads(x.get("option_texts") or "{}").values()) for x in inputs]
+        if not all(texts):
+            raise ValueError("cloze_rollouts 'options' needs every prompt in the cloze form, with its option texts "
+                             "(RL rows of prompt_form: cloze)")
+        return texts
 
     def _set_aside_prompts(self, inputs) -> list[list[int] | None] | None:
         """Per row, the ids of its prompt without the persona when it is a general-mode rollout of a row that has
@@ -157,10 +202,11 @@ class DualGRPOTrainer(GRPOTrainer):
         if self.force_modes:
             self._forced_markers = [self.marker_ids[((start + i) % G) * M // G] for i in range(B)]
             self._generation_prompts = self._set_aside_prompts(inputs)
+            self._option_texts = self._cloze_options(inputs)
         try:
             out = super()._generate_and_score_completions(inputs)
         finally:
-            self._forced_markers = self._generation_prompts = None
+            self._forced_markers = self._generation_prompts = self._option_texts = None
 
         device = out["completion_ids"].device
         first_BT = out["completion_ids"][:, :1]
