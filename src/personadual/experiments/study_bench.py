@@ -187,7 +187,8 @@ class BenchStudy:
                               **({} if plain else {"general_context": context}))
 
     def check_stage(self) -> bool:
-        """The dual SFT model on val, both general contexts; stop on DEGENERATE; record the chosen context."""
+        """The dual SFT model on val, both general contexts; record the context chosen on val (the higher balanced
+        accuracy) and stop when the forced modes, read in that context, (almost) never differ: DEGENERATE."""
         from ..scoring.mode_choice import is_degenerate
 
         path = self.out / "check.json"
@@ -197,10 +198,12 @@ class BenchStudy:
         else:
             model = self.out / "sft_dual" / "model"
             val = {c: self.cloze(f"val_sft_dual_{c}", model, "val", c) for c in GENERAL_CONTEXTS}
-            sep = val["persona"]["separation"]
             balanced = {c: val[c]["balanced_acc"] for c in GENERAL_CONTEXTS}
+            chosen = max(GENERAL_CONTEXTS, key=lambda c: (balanced[c] or 0.0, c == "persona"))
+            sep = val[chosen]["separation"]  # the modes as every later stage reads them
             check = {"separation": sep, "degenerate": is_degenerate(sep), "balanced_acc_val": balanced,
-                     "general_context": max(GENERAL_CONTEXTS, key=lambda c: (balanced[c] or 0.0, c == "persona"))}
+                     "general_context": chosen,
+                     "separation_by_context": {c: val[c]["separation"] for c in GENERAL_CONTEXTS}}
             write_text_atomic(path, json.dumps(check, indent=2) + "\n")
             did = True
         if check["degenerate"]:
