@@ -29,15 +29,14 @@ def main():
     args = ap.parse_args()
     seeds = tuple(int(s) for s in args.seeds.split(","))
     kernels = tuple(k.strip() for k in args.kernels.split(",") if k.strip())
-    extra = {}
+    run_one = None
     if args.ref:
-        from _baseline import checkout
+        from _baseline import checkout, grid_run_one
 
-        code = checkout(args.ref)
-        extra = {"pythonpath": str(code / "src"), "cwd": str(code)}
+        run_one = grid_run_one(checkout(args.ref))
     out = args.out or Path("runs") / (f"grid-{args.ref}" if args.ref else "grid")
-    plan = GridPlan(out, seeds, kernels, **extra)
-    result = run_grid(plan)
+    plan = GridPlan(out, seeds, kernels)
+    result = run_grid(plan, run_one)
     print(write_grid(plan.out, result["rows"]))
     print(f"RESULT runs_all_claims={result['all_claims']}/{result['n']}")
 

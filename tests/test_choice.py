@@ -12,10 +12,10 @@ from personadual.cli import app
 from personadual.data import read_items
 from personadual.data.options import option_texts
 from personadual.engine import Engine
-from personadual.engine.scoring import Scorer
+from personadual.engine.logprobs import Scorer
 from personadual.eval.choice import LETTER_PREFIX, TEXT_PREFIX, choice_runs, letter_token_ids, mode_lead, softmax
 from personadual.eval.metrics import letter_distribution, persona_pull
-from personadual.scoring.predict import Prediction, load_predictions
+from personadual.eval.predictions import Prediction, load_predictions
 from personadual.tokenization import completion_ids, prompt_ids
 
 SOURCES = Path(__file__).parent / "fixtures" / "sources"
@@ -131,7 +131,7 @@ def test_shared_prefix_branches_equal_a_naive_forward_per_row(tiny_dir, arch, ga
 
 
 def test_length_batches_cap_rows_and_padding():
-    from personadual.engine.scoring import length_batches
+    from personadual.engine.logprobs import length_batches
 
     lengths = [1000, 160, 150, 150, 140, 140, 130, 120, 20]
     order = list(range(len(lengths)))  # longest first

@@ -115,7 +115,7 @@ def test_given_splits_are_kept_when_asked():
 
 def test_an_evaluation_that_answers_one_option_is_flagged(tmp_path):
     from personadual.eval.report import model_report
-    from personadual.scoring.predict import Prediction
+    from personadual.eval.predictions import Prediction
 
     def pred(i, answer):
         return Prediction(id=f"x{i}", base_id=f"x{i}", family="piqa", kind="objective", condition="none", gold="A",

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from personadual.experiments.demo import run_demo
-from personadual.scoring.mode_choice import DEGENERATE_BELOW
+from personadual.eval.verdicts import DEGENERATE_BELOW
 
 TOY = {
     "data": ["train_bases=30", "eval_bases={val: 2, test: 3}", "personalized={train: 30, val: 4, test: 6}", "rl_bases=5",
@@ -204,8 +204,9 @@ def test_stage_clock_saves_while_the_stage_runs(tmp_path):
 
 
 def test_separation_flags_a_dual_model_whose_modes_never_disagree():
-    from personadual.scoring.mode_choice import is_degenerate, separation
-    from personadual.scoring.predict import Prediction
+    from personadual.eval.metrics import separation
+    from personadual.eval.predictions import Prediction
+    from personadual.eval.verdicts import is_degenerate
     from personadual.experiments.demo_report import stage_check_lines
 
     def pred(i, cond, mode, answer, gold="A"):
@@ -230,7 +231,7 @@ def test_separation_flags_a_dual_model_whose_modes_never_disagree():
 
 def test_a_personalized_mode_that_misreads_helpful_personas_is_named():
     from personadual.experiments.demo_report import stage_check_lines
-    from personadual.scoring.mode_choice import misreads_helpful_personas
+    from personadual.eval.verdicts import misreads_helpful_personas
 
     assert misreads_helpful_personas(0.56) and not misreads_helpful_personas(0.98) and not misreads_helpful_personas(None)
     check = {"decisive": 239, "n": 536, "decisive_share": 0.446, "answers_differ": {"misaligned": 0.9}, "degenerate": False}
@@ -244,7 +245,7 @@ def test_a_model_that_misplaces_the_personalized_mode_is_named():
     """An RL run can spread the personalized mode onto personas it should set aside, from a sound start."""
     from personadual.experiments.demo_report import stage_check_lines
     from personadual.experiments.grid import check_verdict
-    from personadual.scoring.mode_choice import misplaced_personalized_share, misplaces_personalized_mode
+    from personadual.eval.verdicts import misplaced_personalized_share, misplaces_personalized_mode
 
     drifted = {"none": {"general": 0.86, "personalized": 0.14}, "irrelevant": {"general": 0.56, "personalized": 0.44},
                "misaligned": {"general": 0.94, "personalized": 0.06}, "helpful": {"personalized": 0.93},
@@ -290,12 +291,11 @@ def test_a_claim_whose_goal_lies_inside_its_paired_interval_is_marked_within_noi
 
 @pytest.mark.slow
 def test_grid_runs_the_demo_per_seed_and_kernel_then_judges_every_run(tmp_path):
-    """Two short runs (the machine's kernels and torch's default ones) as real subprocesses; a rerun reads them back."""
+    """Two short runs (the machine's kernels and torch's default ones) as worker processes on their saved plans; a
+    rerun reads them back."""
     from personadual.experiments.grid import GridPlan, run_grid
 
-    sets = [f"--set={stage}:{kv}" for stage, kvs in TOY.items() if stage != "eval" for kv in kvs]
-    sets.append("--set=eval:--max-new-tokens=24")
-    plan = GridPlan(tmp_path / "grid", seeds=(0,), kernels=("native", "default"), demo_args=tuple(sets))
+    plan = GridPlan(tmp_path / "grid", seeds=(0,), kernels=("native", "default"), options={"overrides": TOY})
     result = run_grid(plan)
     assert result["n"] == 2 and [r["run"] for r in result["rows"]] == ["s0-native", "s0-default"]
     native, default = result["rows"]
@@ -316,6 +316,9 @@ def test_grid_runs_the_demo_per_seed_and_kernel_then_judges_every_run(tmp_path):
     assert "| s0-default | DEFAULT |" in md and "beyond the test split's noise" in md
     if result["all_claims"] < 2:  # a toy model fails claims: each failure is spelt out with its figure
         assert "## Claims that fail" in md and "- s0-" in md
+    saved = json.loads((tmp_path / "grid" / "s0-native.json").read_text())["jobs"][0]  # the run's plan, not its flags
+    assert saved["call"] == "personadual.experiments.demo:run_plan" and saved["config"]["overrides"] == TOY
+    assert saved["config"]["out"] == str((tmp_path / "grid" / "s0-native").resolve()) and saved["config"]["seed"] == 0
     stamp = (tmp_path / "grid" / "s0-native" / "summary.json").stat().st_mtime
     again = run_grid(plan)  # both runs complete: nothing reruns
     assert again["rows"] == result["rows"]

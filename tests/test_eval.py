@@ -3,10 +3,9 @@ import random
 
 import pytest
 
-from personadual.eval.metrics import (bootstrap_ci, calibration, compute_metrics, paired_balanced_diff, paired_condition_diff,
-                                      paired_item_diff)
-from personadual.scoring.mode_choice import balanced_accuracy, hacc
-from personadual.scoring.predict import Prediction
+from personadual.eval.metrics import (balanced_accuracy, bootstrap_ci, calibration, compute_metrics, hacc,
+                                      paired_balanced_diff, paired_condition_diff, paired_item_diff)
+from personadual.eval.predictions import Prediction
 
 
 def pred(i, cond, correct, mode="general", p_pers=0.2, family="compare", well_formed=True):

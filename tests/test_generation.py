@@ -105,7 +105,7 @@ def test_bad_arguments_are_clear(engine, prompts):
 
 
 def test_forced_runs_reuse_the_auto_runs_mode_probability(engine, bench_dir, monkeypatch):
-    from personadual.scoring.mode_choice import runs_by_mode
+    from personadual.eval.generation import runs_by_mode
 
     items = read_items(bench_dir / "val.jsonl")[:12]
     cfg = GenerationConfig(max_new_tokens=24)

@@ -119,3 +119,16 @@ def test_a_run_that_stops_at_its_check_is_a_row_of_the_grid_and_the_next_seed_ru
     assert ran == ["s0-native", "s1-native"] and result["all_claims"] == 0
     md = (tmp_path / "g" / "grid.md").read_text()
     assert "| s0-native |" in md and "STOPPED: DEGENERATE" in md and "not judged: the study stopped" in md
+
+
+def test_a_grid_run_saves_its_study_plan_and_the_worker_builds_the_same_one(tmp_path):
+    """What `study_worker` saves (OUT/NAME.json) is the plan itself: read back, it is the plan the grid made."""
+    from personadual.config import from_dict
+    from personadual.experiments.grid import GridPlan, GridRun, study_plan
+    from personadual.experiments.pipeline import config_values
+
+    for study, options in (("real", {"allow_degenerate": True}), ("demo", {"full": True, "overrides": {"sft": ["max_steps=3"]}})):
+        plan = GridPlan(tmp_path, (3,), ("native",), options, study=study)
+        made = study_plan(plan, GridRun(3, "native"), tmp_path / "s3-native")
+        again = from_dict(type(made), json.loads(json.dumps(config_values(made))))
+        assert vars(again) == vars(made) and made.out.is_absolute() and made.seed == 3

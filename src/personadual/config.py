@@ -104,6 +104,16 @@ def _dataclass_type(ftype) -> type | None:
 
 def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> T:
     """YAML recipe (optional) merged with overrides, validated into ``cls``."""
+    mapping, where = config_mapping(cls, path, overrides)
+    return from_dict(cls, mapping, where)
+
+
+def config_mapping(cls, path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> tuple[dict, str]:
+    """The mapping `load_config` builds ``cls`` from (recipe merged with overrides) and where it came from.
+
+    A study saves this mapping for a worker process, which builds the identical config from it with
+    `from_dict`: the full resolved config would not do, as a field left at its default (an ``int`` 0 in a
+    ``float`` field) and the same value given explicitly are coerced differently."""
     data: dict = {}
     where = "overrides"
     if path is not None:
@@ -123,7 +133,7 @@ def load_config(cls: type[T], path: str | os.PathLike | None = None, overrides: 
     for key, cleared in getattr(cls, "OVERRIDE_CLEARS", {}).items():
         if key in given:  # a value asked for by name beats the recipe's per-case table of it
             merged.pop(cleared, None)
-    return from_dict(cls, merged, where)
+    return merged, where
 
 
 def help_field(text: str, default=None, factory=None):

@@ -4,6 +4,8 @@
   mode's choice among the markers, forced markers);
 - `hf`: the engine on a Hugging Face model (`Engine`);
 - `vllm_engine`: the engine on vLLM (`VLLMEngine`, personadual[vllm]);
+- `logprobs`: log-probs of given continuations and next tokens, nothing generated (the choice protocol);
+- `prefix`: a prompt run once, its short continuations branched from its KV cache (on `logprobs`);
 - `load_engine`: the one place a backend is chosen.
 """
 

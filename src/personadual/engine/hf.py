@@ -4,7 +4,7 @@ Memory: the p(mode | prompt) pass asks the model for the last position's logits 
 (``logits_to_keep=1``). Without it a causal LM returns logits at every position, B x T x V: at
 V = 151,936 (Qwen3), 128 prompts of 512 tokens that is about 20 GB in bf16 for one row per prompt.
 ``generate`` keeps one position per step by itself. Scoring given continuations (the choice protocol)
-applies the LM head at the scored positions only (`scoring`).
+applies the LM head at the scored positions only (`logprobs`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import torch
 from .. import modes as modes_lib
 from ..modes import AUTO, ModeSet, marker_distribution
 from ..tokenization import end_of_sequence_ids, resolve_chat_template_kwargs
+from .logprobs import Progress, Scorer, length_batches
 from .prefix import Branch, branch_logprobs
-from .scoring import Progress, Scorer, length_batches
 from .types import EngineBase, Generation, GenerationConfig, check_mode_rows, opening, pick_protocol, until_end
 
 
@@ -95,7 +95,7 @@ class Engine(EngineBase):
 
     @property
     def scorer(self) -> Scorer:
-        """Log-probs of given tokens (`scoring.Scorer`), made on first use: it checks the model's head once."""
+        """Log-probs of given tokens (`logprobs.Scorer`), made on first use: it checks the model's head once."""
         if self._scorer is None:
             self._scorer = Scorer(self.model, self.pad_id)
         return self._scorer

@@ -27,7 +27,7 @@ from typing import Sequence
 
 import torch
 
-from .scoring import Progress, length_batches, right_padded
+from .logprobs import Progress, length_batches, right_padded
 
 
 @dataclass(frozen=True)

@@ -50,8 +50,8 @@ from ..engine import choose_modes
 from ..engine.prefix import Branch
 from ..modes import AUTO, ModeSet
 from ..tokenization import completion_ids
-from ..scoring.mode_choice import with_auto_run
-from ..scoring.predict import Prediction
+from .generation import with_auto_run
+from .predictions import Prediction
 
 FORMS = ("text", "letter", "cloze", "cloze-chat")
 # How a mode model's general mode is read: "persona", after the prompt as given (the paper's mode, which

@@ -7,9 +7,12 @@ is: ..."), greedy. What the endpoint is decides the protocol (``auto``):
 - a PersonaDual server (``GET /health`` lists its modes): the modes protocol. Each item is asked once
   per mode, forced by the request's ``mode`` field, and the reply's ``personadual`` field gives the
   mode, p(mode | x), the parsed answer and the format check; the auto run is assembled from the
-  forced ones exactly as in-process (`mode_choice.with_auto_run`), so mode share, HAcc and
+  forced ones exactly as in-process (`generation.with_auto_run`), so mode share, HAcc and
   calibration mean the same;
 - anything else: the plain protocol, answers read from the reply text (`personadual.answers`).
+
+Which it is is decided once (`detect`), as a protocol object (`protocols.ModesProtocol` or
+`protocols.PlainProtocol`), which then says what each request asks and how each reply is read.
 
 Every reply is appended to ``OUT/responses.jsonl`` as it arrives (one fsynced row, keyed by item and
 run). A rerun, after a crash or a kill -9, reads that file and asks only what is missing; only a
@@ -31,8 +34,7 @@ from ..data.teach.client import ChatClient, TeacherError, TeacherFatal, for_each
 from ..engine import PROTOCOLS, Generation
 from ..files import Appender, repair, write_text_atomic
 from ..modes import AUTO, Parsed
-from ..scoring.mode_choice import with_auto_run
-from ..scoring.predict import score
+from .protocols import GeneratingProtocol, ModesProtocol, PlainProtocol, RunSettings
 from .run import write_results
 
 log = logging.getLogger(__name__)
@@ -67,34 +69,30 @@ class EndpointConfig:
             raise ValueError("need concurrency >= 1 and max_tokens >= 1")
 
 
-def requests_for(items: list[Item], protocol: str, mode_names: list[str], cfg: EndpointConfig) -> list[tuple[Item, str]]:
+def requests_for(items: list[Item], protocol: GeneratingProtocol, cfg: EndpointConfig) -> list[tuple[Item, str]]:
     """(item, run) pairs to ask: every mode per item for HAcc, else the one requested run."""
-    if protocol == "plain":
-        if cfg.mode != AUTO:
-            raise ValueError(f"cannot force mode {cfg.mode!r} through an endpoint without modes (plain protocol)")
-        return [(it, AUTO) for it in items]
-    runs = mode_names if cfg.forced and cfg.mode == AUTO else [cfg.mode]
-    return [(it, run) for run in runs for it in items]
+    if not protocol.carries_modes and cfg.mode != AUTO:
+        raise ValueError(f"cannot force mode {cfg.mode!r} through an endpoint without modes (plain protocol)")
+    return [(it, run) for run in protocol.runs_to_ask(RunSettings(cfg.mode, cfg.forced)) for it in items]
 
 
-def request_body(item: Item, run: str, protocol: str, cfg: EndpointConfig) -> tuple[list[dict], dict]:
+def request_body(item: Item, run: str, protocol: GeneratingProtocol, cfg: EndpointConfig) -> tuple[list[dict], dict]:
     """The messages and extension fields of one request."""
     messages = modes_lib.render_messages(item.question, None if cfg.drop_persona else item.persona)
     extra = dict(cfg.extra_body or {})
     if cfg.chat_template_kwargs is not None:
         extra["chat_template_kwargs"] = cfg.chat_template_kwargs
-    if protocol == "modes":
-        extra.update(mode=run, include_reasoning=True)
+    extra.update(protocol.request_fields(run))
     return messages, extra
 
 
-def generation_of(row: dict, protocol: str) -> Generation:
+def generation_of(row: dict, protocol: GeneratingProtocol) -> Generation:
     """A logged reply -> the `Generation` an in-process engine would have produced for it."""
     body = row["body"]
     content = body["choices"][0]["message"].get("content") or ""
     tokens = (body.get("usage") or {}).get("completion_tokens") or 0
     meta = body.get("personadual")
-    if protocol == "plain" or not isinstance(meta, dict):
+    if not protocol.carries_modes or not isinstance(meta, dict):
         return Generation("", content, False, {}, Parsed(None, content, None, False), tokens)
     text = reply_text(body)
     parsed = Parsed(meta.get("mode"), meta.get("reasoning", ""), meta.get("answer"), bool(meta.get("well_formed")),
@@ -103,8 +101,9 @@ def generation_of(row: dict, protocol: str) -> Generation:
                       meta.get("marker_mass"))
 
 
-async def detect(client: ChatClient, cfg: EndpointConfig) -> tuple[str, list[str]]:
-    """(protocol, mode names): a PersonaDual server says so on ``GET /health``; anything else is plain."""
+async def detect(client: ChatClient, cfg: EndpointConfig) -> GeneratingProtocol:
+    """The protocol to ask in, chosen once: a PersonaDual server says so on ``GET /health`` (the modes
+    protocol, with its mode names); anything else is plain."""
     served = await client.served_models()  # refuses a bad key now, not after the first item
     if served is not None and cfg.model not in served:
         raise EndpointError(f"{cfg.url} does not serve model {cfg.model!r}; it serves: {', '.join(served) or 'nothing'}")
@@ -114,14 +113,14 @@ async def detect(client: ChatClient, cfg: EndpointConfig) -> tuple[str, list[str
     if cfg.protocol == "modes" and not is_personadual:
         raise EndpointError(f"{cfg.url} is not a PersonaDual server (its /health lists no modes): use --protocol plain")
     if cfg.protocol == "plain" or not is_personadual:
-        return "plain", []
-    return "modes", list(modes)
+        return PlainProtocol()
+    return ModesProtocol(mode_names=list(modes))
 
 
-def _pin(out: Path, cfg: EndpointConfig, protocol: str, mode_names: list[str]) -> None:
+def _pin(out: Path, cfg: EndpointConfig, protocol: GeneratingProtocol) -> None:
     """Record what this folder evaluates; refuse to continue another model's evaluation. The URL is
     recorded but may change (a server restarted on another port serves the same answers)."""
-    pin = {"url": cfg.url, "model": cfg.model, "protocol": protocol, "modes": mode_names,
+    pin = {"url": cfg.url, "model": cfg.model, "protocol": protocol.name, "modes": protocol.mode_names,
            "drop_persona": cfg.drop_persona, "max_tokens": cfg.max_tokens}
     path = out / "endpoint.json"
     if path.exists():
@@ -133,7 +132,7 @@ def _pin(out: Path, cfg: EndpointConfig, protocol: str, mode_names: list[str]) -
     write_text_atomic(path, json.dumps(pin, indent=2, sort_keys=True) + "\n")
 
 
-async def _ask_all(cfg: EndpointConfig, client: ChatClient, todo: list[tuple[Item, str]], protocol: str,
+async def _ask_all(cfg: EndpointConfig, client: ChatClient, todo: list[tuple[Item, str]], protocol: GeneratingProtocol,
                    log_file: Appender, already: int) -> list[str]:
     """Ask every pending request, appending each reply as it arrives; returns why each failed one failed."""
     from tqdm import tqdm
@@ -174,31 +173,29 @@ def evaluate_endpoint(cfg: EndpointConfig, data: str, out_dir: str, name: str | 
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "responses.jsonl"
 
-    async def go() -> tuple[str, list[str], list[tuple[Item, str]], list[str]]:
+    async def go() -> tuple[GeneratingProtocol, list[tuple[Item, str]], list[str]]:
         async with ChatClient(cfg.url, cfg.model, cfg.api_key, cfg.concurrency, cfg.retries, cfg.timeout) as client:
             try:
-                protocol, mode_names = await detect(client, cfg)
+                protocol = await detect(client, cfg)
             except TeacherFatal as e:
                 raise EndpointError(str(e)) from None
-            _pin(out, cfg, protocol, mode_names)
+            _pin(out, cfg, protocol)
             done = {(r["id"], r["run"]) for r in repair(log_path)}
-            wanted = requests_for(items, protocol, mode_names, cfg)
+            wanted = requests_for(items, protocol, cfg)
             todo = [(it, run) for it, run in wanted if (it.id, run) not in done]
             with Appender(log_path) as log_file:
                 failed = await _ask_all(cfg, client, todo, protocol, log_file, len(wanted) - len(todo))
-            return protocol, mode_names, wanted, failed
+            return protocol, wanted, failed
 
-    protocol, mode_names, wanted, failed = asyncio.run(go())
+    protocol, wanted, failed = asyncio.run(go())
     if failed:
         raise EndpointError(f"{len(failed)} request(s) failed after retries (the first: {failed[0]}). Rerun the same "
                             f"command: the replies in {log_path} are kept and not asked again")
     replies = {(r["id"], r["run"]): r for r in repair(log_path)}
     by_run: dict[str, list] = {}
     for it, run in wanted:
-        by_run.setdefault(run, []).append(score(it, generation_of(replies[it.id, run], protocol), run, protocol == "plain"))
-    runs = with_auto_run(by_run, mode_names) if protocol == "modes" and len(by_run) > 1 else by_run
-    if AUTO not in runs:  # one forced mode was asked: report it as the run, as in-process does
-        runs = {AUTO: next(iter(runs.values()))}
+        by_run.setdefault(run, []).append(protocol.read(it, generation_of(replies[it.id, run], protocol), run))
+    runs = protocol.assemble(by_run)  # one forced mode asked: reported as the auto run, as in-process
     about = {"model": cfg.model, "endpoint": cfg.url, "data": str(data), "requested_mode": cfg.mode,
              "drop_persona": cfg.drop_persona, "chat_template_kwargs": cfg.chat_template_kwargs,
              "name": name or cfg.model, "requests": {"concurrency": cfg.concurrency, "max_tokens": cfg.max_tokens}}

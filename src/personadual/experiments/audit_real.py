@@ -143,7 +143,7 @@ def audit_row(metrics: dict, preds) -> dict:
 
 
 def write_audit_report(plan: AuditPlan, model: Path) -> dict:
-    from ..scoring.predict import load_predictions
+    from ..eval.predictions import load_predictions
 
     rows = {}
     for name in plan.benchmarks:

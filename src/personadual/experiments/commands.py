@@ -36,9 +36,13 @@ def demo_command(out: Path = typer.Option(Path("runs/demo"), help="output direct
                  full: bool = typer.Option(False, "--full", help="demo-full: longer RL, and the authors' estimator (dual_paper) beside dual and grpo"),
                  set_: list[str] = typer.Option([], "--set", help=SET_HELP)):
     """The whole paper on the embedded default (PersonaBench + tiny model). Skips finished stages."""
+    from ..config import ConfigError
     from .demo import run_demo
 
-    run_demo(out, seed, recipes, jobs, overrides=parse_stage_settings(set_), full=full)
+    try:  # a stage's settings are resolved here before its jobs start: a bad key fails with its name
+        run_demo(out, seed, recipes, jobs, overrides=parse_stage_settings(set_), full=full)
+    except ConfigError as e:
+        _fail(str(e))
 
 
 def demo_grid_command(out: Path = typer.Option(Path("runs/grid"), help="one folder per run, plus grid.md and grid.json"),
@@ -50,11 +54,10 @@ def demo_grid_command(out: Path = typer.Option(Path("runs/grid"), help="one fold
     """The demo over seeds x CPU kernel settings (ATEN_CPU_CAPABILITY): the paper's claims per run, one table."""
     from .grid import GridPlan, run_grid, write_grid
 
-    parse_stage_settings(set_)  # refuse a bad one before any run starts
-    args = (("--full",) if full else ()) + tuple(f"--set={s}" for s in set_)
+    overrides = parse_stage_settings(set_)  # refuse a bad one before any run starts
     try:
         plan = GridPlan(out, _ints(seeds, "--seeds"), tuple(k.strip() for k in kernels.split(",") if k.strip()),
-                        demo_args=args)
+                        options={"full": full, "overrides": overrides})
     except ValueError as e:
         _fail(str(e))
     result = run_grid(plan)

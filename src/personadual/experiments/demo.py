@@ -7,7 +7,9 @@ dual_paper too with ``full``) -> evaluation of every model on the test split (pl
 Every stage is skipped when its output is complete (a COMPLETE marker, or metrics.json written
 last), so a rerun after a crash resumes; a resumed stage's time in stage_seconds.json includes what
 ran before the crash (saved every 10 s, `StageClock`). Independent jobs run as parallel
-1-thread processes (on 2 cores, two 1-thread jobs beat one 2-thread job).
+1-thread processes (on 2 cores, two 1-thread jobs beat one 2-thread job). The demo only declares its
+stages (`Stages.pipeline`) and writes its report; skipping, resuming, timing and the worker processes
+are the runner's (`pipeline`), the same for every study.
 The stage settings live in recipes/tiny-cpu/; the demo only adds paths and thread counts (and, for
 demo-full, FULL_OVERRIDES).
 """
@@ -16,14 +18,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..files import write_text_atomic
 from ..training import is_complete
 from .demo_report import degenerate_sentence, print_table, run_environment
-from .jobs import StageClock, cli_command, run_jobs
+from .pipeline import Job, Stage, model_saved, run_pipeline, training_job
 
 STAGES = ("data", "tiny", "base", "sft", "rl", "eval")  # what `overrides` (and `demo --set`) can address
 SFT_VARIANTS = ("dual", "general_only", "personalized_only", "persona_prompted")
@@ -52,9 +53,12 @@ class DemoPlan:
     overrides: dict = field(default_factory=dict)  # stage -> extra key=value list (demo-full uses it)
     rl_variants: tuple[str, ...] = RL_VARIANTS
 
+    def __post_init__(self):  # a plan read back from its JSON (a grid's run) holds text and lists
+        self.out, self.recipes, self.rl_variants = Path(self.out), Path(self.recipes), tuple(self.rl_variants)
+
 
 class Stages:
-    """One method per stage; each returns without work when its outputs are complete."""
+    """The demo's stages, declared (`pipeline`): what each makes, from what, with which settings."""
 
     def __init__(self, plan: DemoPlan):
         self.p, self.out = plan, plan.out
@@ -63,124 +67,113 @@ class Stages:
     def _extra(self, stage: str) -> list[str]:
         return list(self.p.overrides.get(stage, []))
 
-    def data_stage(self) -> bool:
-        if (self.data / "stats.json").exists():
-            return False
+    def pipeline(self) -> list[Stage]:
+        p = self.p
+        return [Stage("data", work=self.write_data, complete=lambda: (self.data / "stats.json").exists()),
+                Stage("tiny_model", work=self.init_tiny, complete=lambda: is_complete(self.out / "tiny")),
+                Stage("base_model", jobs=self.base_jobs, threads=os.cpu_count() or 1, desc="base model"),  # alone: all cores
+                Stage("sft", jobs=self.sft_jobs, parallel=p.jobs, desc="SFT variants"),
+                Stage("check", jobs=self.check_jobs, parallel=p.jobs, deal=p.jobs, desc="val checks",
+                      notes=lambda: _warn_about_the_rl_start(self.stage_checks().get("sft_dual", {}))),
+                # every variant at once (demo-full's three too: two at a time would leave the third alone on one core)
+                Stage("rl", jobs=self.rl_jobs, parallel=max(p.jobs, len(p.rl_variants)), desc="RL variants"),
+                Stage("eval", jobs=self.eval_jobs, parallel=p.jobs, deal=p.jobs, desc="evaluation"),
+                Stage("report", work=self.write_report, complete=lambda: (self.out / "report.md").exists(),
+                      rerun_after_changes=True)]
+
+    def write_data(self) -> None:
         from ..config import load_config
         from ..data.personabench import BenchConfig, write
 
         recipe = self.p.recipes / "data.yaml"  # the benchmark's knobs (an older recipe folder may have none)
         write(load_config(BenchConfig, recipe if recipe.exists() else None, [f"seed={self.p.seed}", *self._extra("data")]),
               self.data)
-        return True
 
-    def tiny_stage(self) -> bool:
-        if is_complete(self.out / "tiny"):
-            return False
+    def init_tiny(self) -> None:
         from ..config import load_config
         from ..models.tiny import TinyModelConfig, init_tiny
 
         init_tiny(self.data, self.out / "tiny", load_config(TinyModelConfig, None, [f"seed={self.p.seed}", *self._extra("tiny")]))
-        return True
 
-    def base_stage(self) -> bool:
-        if is_complete(self.out / "base" / "model"):
-            return False
-        cmd = cli_command("model", "pretrain-tiny", "--model", str(self.out / "tiny"), "--data", str(self.data),
-                          "--out", str(self.out / "base"), "--config", str(self.p.recipes / "pretrain.yaml"),
-                          *self._resume(self.out / "base"), f"seed={self.p.seed}", *self._extra("base"))
-        run_jobs({"base": cmd}, self.logs, 1, "base model", threads=os.cpu_count() or 1)  # alone: all cores
-        return True
+    def base_jobs(self) -> list[Job]:
+        """The tiny model's 'pretraining': objective traces, no personas, no mode markers (`mix: pretrain`)."""
+        from ..sft.config import SFTRunConfig
+        from ..sft.train import main
 
-    def _resume(self, run_dir: Path) -> list[str]:
-        return ["--resume"] if any(run_dir.glob("checkpoint-*")) else []
+        run = self.out / "base"
+        if model_saved(run):  # a finished run's config is not resolved again
+            return []
+        return [training_job("base", main, SFTRunConfig, self.p.recipes / "pretrain.yaml", [
+            f"model={self.out / 'tiny'}", f"data={self.data}", f"output_dir={run}", "mix=pretrain", f"seed={self.p.seed}",
+            *self._extra("base")], run)]
 
-    def _train_variants(self, stage: str, key: str, variants: tuple[str, ...], start: Path, desc: str,
-                        parallel: int | None = None) -> bool:
-        """One training job per unfinished variant (``key=variant``), all starting from ``start``."""
-        jobs = {}
+    def _variants(self, stage: str, key: str, variants: tuple[str, ...], start: Path) -> list[Job]:
+        """One training job per variant (``key=variant``), all starting from ``start``."""
+        if stage == "sft":
+            from ..sft.config import SFTRunConfig as cls
+            from ..sft.train import main
+        else:
+            from ..rl.config import RLRunConfig as cls
+            from ..rl.train import main
+        jobs = []
         for v in variants:
             run = self.out / f"{stage}_{v}"
-            if not is_complete(run / "model"):
-                jobs[run.name] = cli_command(stage, "--config", str(self.p.recipes / f"{stage}.yaml"), *self._resume(run),
-                                             f"{key}={v}", f"model={start}", f"data={self.data}", f"eval_data={self.data}",
-                                             f"output_dir={run}", "threads=1", "eval_limit=0", f"seed={self.p.seed}",
-                                             *self._extra(stage))
-        run_jobs(jobs, self.logs, parallel or self.p.jobs, desc)
-        return bool(jobs)
+            if not model_saved(run):  # a finished run's config is not resolved again
+                jobs.append(training_job(run.name, main, cls, self.p.recipes / f"{stage}.yaml", [
+                    f"{key}={v}", f"model={start}", f"data={self.data}", f"eval_data={self.data}", f"output_dir={run}",
+                    "threads=1", "eval_limit=0", f"seed={self.p.seed}", *self._extra(stage)], run))
+        return jobs
 
-    def sft_stage(self) -> bool:
-        return self._train_variants("sft", "mix", SFT_VARIANTS, self.out / "base" / "model", "SFT variants")
+    def sft_jobs(self) -> list[Job]:
+        return self._variants("sft", "mix", SFT_VARIANTS, self.out / "base" / "model")
 
-    def check_stage(self) -> bool:
-        """The dual SFT model's forced modes on val, before RL starts from it (`stage_checks`)."""
-        return self._evaluate([self._eval_job("sft_dual", self.models()["sft_dual"], "val")], "val checks")
+    def rl_jobs(self) -> list[Job]:
+        return self._variants("rl", "estimator.name", self.p.rl_variants, self.out / "sft_dual" / "model")
 
-    def _eval_job(self, name: str, model: Path, split: str, **kwargs) -> dict:
-        from .eval_worker import flag_kwargs
+    def _eval(self, name: str, model: Path, split: str, **settings) -> Job:
+        from .eval_jobs import eval_job, evaluation
 
         out = self.out / ("eval" if split == "test" else f"eval_{split}") / name
-        return {"model_dir": str(model), "data": str(self.data / f"{split}.jsonl"), "out_dir": str(out), "name": name,
-                **kwargs, **flag_kwargs(self._extra("eval"))}
+        return eval_job(name, evaluation(name, model, self.data / f"{split}.jsonl", out, self._extra("eval"), **settings))
 
-    def _evaluate(self, jobs: list[dict], desc: str) -> bool:
-        """Run the unfinished evaluations in ``jobs`` on the parallel workers (`eval_worker`)."""
-        from .eval_worker import split_jobs
-
-        todo = [j for j in jobs if not (Path(j["out_dir"]) / "metrics.json").exists()]
-        commands = {}
-        for k, chunk in enumerate(split_jobs(todo, self.p.jobs)):
-            path = self.logs / f"{desc.replace(' ', '_')}_{k}.json"
-            self.logs.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(path, json.dumps(chunk, indent=2) + "\n")
-            commands[path.stem] = [sys.executable, "-m", "personadual.experiments.eval_worker", str(path)]
-        run_jobs(commands, self.logs, self.p.jobs, desc)
-        return bool(todo)
+    def check_jobs(self) -> list[Job]:
+        """The dual SFT model's forced modes on val, before RL starts from it (`stage_checks`)."""
+        return [self._eval("sft_dual", self.models()["sft_dual"], "val")]
 
     def stage_checks(self) -> dict[str, dict]:
         """model -> its forced modes' separation on val and whether it is degenerate (modes that (almost)
         never disagree: nothing for DualGRPO to choose between, and a dual model that is one model twice)."""
         return val_checks(self.out)
 
-    def rl_stage(self) -> bool:
-        # every variant at once (demo-full's three too: two at a time would leave the third alone on one core)
-        return self._train_variants("rl", "estimator.name", self.p.rl_variants, self.out / "sft_dual" / "model", "RL variants",
-                                    parallel=max(self.p.jobs, len(self.p.rl_variants)))
-
     def models(self) -> dict[str, Path]:
         ms = {f"sft_{m}": self.out / f"sft_{m}" / "model" for m in SFT_VARIANTS}
         ms.update({f"rl_{e}": self.out / f"rl_{e}" / "model" for e in self.p.rl_variants})
         return ms
 
-    def eval_stage(self) -> bool:
+    def eval_jobs(self) -> list[Job]:
         models = self.models()
-        jobs = [self._eval_job(BASE_PLAIN, self.out / "base" / "model", "test", protocol="plain"),
-                *(self._eval_job(k, v, "test") for k, v in models.items()),
+        return [self._eval(BASE_PLAIN, self.out / "base" / "model", "test", protocol="plain"),
+                *(self._eval(k, v, "test") for k, v in models.items()),
                 # no mode choice to score once personas are gone: the upper bound runs auto mode only
-                self._eval_job(UPPER_BOUND, models["rl_dual"], "test", drop_persona=True, forced=False),
-                *(self._eval_job(n, models[n], "val") for n in CHECKED if n in models and n != "sft_dual")]
-        return self._evaluate(jobs, "evaluation")
+                self._eval(UPPER_BOUND, models["rl_dual"], "test", drop_persona=True, forced=False),
+                *(self._eval(n, models[n], "val") for n in CHECKED if n in models and n != "sft_dual")]
 
-    def report_stage(self, upstream_changed: bool = True) -> bool:
+    def write_report(self) -> None:
         from ..eval.report import compare_runs, load_run
         from .demo_report import demo_report
-
-        if (self.out / "report.md").exists() and not upstream_changed:
-            return False
 
         names = [BASE_PLAIN, *self.models(), UPPER_BOUND]
         compare_runs([str(self.out / "eval" / n) for n in names], self.out / "report", names)
         metrics = {n: load_run(self.out / "eval" / n) for n in names}
         write_text_atomic(self.out / "report.md", demo_report(metrics, self.out, run_environment(self.p.seed),
                                                                  self.stage_checks()))
-        return True
 
 
 def val_checks(out: Path) -> dict[str, dict]:
     """A demo folder's val checks (`Stages.stage_checks`), read from its eval_val/ evaluations."""
     from ..eval.report import load_run
-    from ..scoring.mode_choice import (is_degenerate, misplaced_personalized_share, misplaces_personalized_mode,
-                                       misreads_helpful_personas)
+    from ..eval.verdicts import (is_degenerate, misplaced_personalized_share, misplaces_personalized_mode,
+                                 misreads_helpful_personas)
 
     checks = {}
     for n in CHECKED:
@@ -203,29 +196,27 @@ def run_demo(out: str | Path = "runs/demo", seed: int = 0, recipes: str | Path |
     (CLI flags for eval): the toy-sized test uses it. ``full`` adds FULL_OVERRIDES and the authors'
     estimator (``demo-full``).
     """
+    return run_plan(demo_plan(out, seed, recipes, jobs, overrides, full))
+
+
+def demo_plan(out: str | Path = "runs/demo", seed: int = 0, recipes: str | Path | None = None, jobs: int = 2,
+              overrides: dict | None = None, full: bool = False) -> DemoPlan:
+    """What `run_demo` runs: the overrides layered over demo-full's, the recipes found, the RL variants chosen."""
     overrides = merge_overrides(FULL_OVERRIDES if full else {}, overrides or {})
-    out = Path(out)
     recipes = Path(recipes) if recipes else find_recipes("tiny-cpu")
-    plan = DemoPlan(out, seed, recipes, jobs, overrides or {}, RL_ESTIMATORS if full else RL_VARIANTS)
+    return DemoPlan(Path(out), seed, recipes, jobs, overrides or {}, RL_ESTIMATORS if full else RL_VARIANTS)
+
+
+def run_plan(plan: DemoPlan) -> dict:
+    """Run (or resume) the demo ``plan`` declares, then write summary.json (the demo's report function)."""
     st = Stages(plan)
-    out.mkdir(parents=True, exist_ok=True)
-    clock = StageClock(out)
-    order = [("data", st.data_stage), ("tiny_model", st.tiny_stage), ("base_model", st.base_stage),
-             ("sft", st.sft_stage), ("check", st.check_stage), ("rl", st.rl_stage), ("eval", st.eval_stage)]
-    changed = False
-    for name, stage in [*order, ("report", lambda: st.report_stage(changed))]:
-        did = clock.run(name, stage)
-        changed = changed or did
-        print(f"[demo] {name}: {'done in %.1fs' % clock.times[name] if did else 'already complete, skipped'}")
-        if name == "check":
-            _warn_about_the_rl_start(st.stage_checks().get("sft_dual", {}))
-    times = clock.times
-    summary = build_summary(out, times, plan.rl_variants)
-    summary["environment"] = run_environment(seed)
+    times = run_pipeline("[demo]", plan.out, st.logs, st.pipeline())
+    summary = build_summary(plan.out, times, plan.rl_variants)
+    summary["environment"] = run_environment(plan.seed)
     summary["stage_checks"] = st.stage_checks()
-    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_text_atomic(plan.out / "summary.json", json.dumps(summary, indent=2) + "\n")
     print_table(summary)
-    print(f"[demo] report: {out / 'report.md'}  plots: {out / 'report'}/*.png  summary: {out / 'summary.json'}")
+    print(f"[demo] report: {plan.out / 'report.md'}  plots: {plan.out / 'report'}/*.png  summary: {plan.out / 'summary.json'}")
     return summary
 
 

@@ -10,9 +10,10 @@ the next is a property of the recipe, not of the method, so the recipe is judged
   changes torch's CPU kernels, and with them the rounding, exactly as another processor would;
   ``native`` leaves the machine's own choice (`torch.backends.cpu.get_cpu_capability()`).
 
-Each run is a full study in its own folder (``OUT/s{seed}-{kernel}``): `personadual demo` (``study="demo"``)
-or `personadual study real` (``study="real"``), resumable as the study is: a finished run is read back, an
-interrupted one continues. Every demo run is judged by the same `demo_report.claims`, every real study
+Each run is a full study in its own folder (``OUT/s{seed}-{kernel}``): the demo (``study="demo"``) or `study
+real` (``study="real"``), resumable as the study is: a finished run is read back, an interrupted one continues.
+A run is a worker process (`worker`) on the study's plan saved as OUT/s{seed}-{kernel}.json, its output
+in OUT/s{seed}-{kernel}.log, under the run's kernel setting. Every demo run is judged by the same `demo_report.claims`, every real study
 by its own report's claims (`study_bench_report`); the table also shows the dual SFT model's decisive
 items (how far apart its forced modes are), its val check and the run's time. Written to OUT/grid.md
 and OUT/grid.json.
@@ -22,8 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ from pathlib import Path
 from ..files import write_text_atomic
 
 KERNELS = ("native", "default", "avx2", "avx512")
-STUDIES = {"demo": ("demo",), "real": ("study", "real")}  # study -> its command after `personadual`
+STUDIES = ("demo", "real")  # the demo (`demo_plan`'s options: full, overrides) or `study real` (allow_degenerate)
 CLAIM_NAMES = ("naive interference", "near interference-free", "helpful gain", "personalized kept", "RL improves")
 
 
@@ -57,11 +56,9 @@ class GridPlan:
     out: Path
     seeds: tuple[int, ...] = (0, 1, 2)
     kernels: tuple[str, ...] = ("default", "native")
-    demo_args: tuple[str, ...] = ()  # extra flags of the study's command
+    options: dict = field(default_factory=dict)  # every run's study settings: the demo's full and overrides (--set),
+    #                                              the real study's allow_degenerate
     study: str = "demo"  # "demo" (`personadual demo`) or "real" (`personadual study real`)
-    python: str = sys.executable
-    pythonpath: str | None = None  # run another checkout's code (the benchmark of the recipe before a change)
-    cwd: str | None = None  # where the demo runs (its recipes are found from there)
     runs: list[GridRun] = field(init=False)
 
     def __post_init__(self):
@@ -80,16 +77,16 @@ def run_grid(plan: GridPlan, run_one=None) -> dict:
     """Run (or resume) every demo of the grid, one after the other; return and write the table.
 
     Runs go one at a time: each demo already uses both cores, and its stage times are only
-    comparable when nothing else runs beside it. ``run_one(run, out_dir)`` replaces the subprocess
-    (tests)."""
+    comparable when nothing else runs beside it. ``run_one(run, out_dir)`` replaces the worker process
+    (tests; another checkout's code)."""
     plan.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for run in plan.runs:
         out = plan.out / run.name
-        if not (out / "summary.json").exists() or not (out / "report.md").exists():
+        if not run_finished(out):
             t0 = time.time()
             try:
-                (run_one or _demo_subprocess(plan))(run, out)
+                (run_one or study_worker(plan))(run, out)
             except StoppedRun as e:  # a real study that stopped at its check: a row that says so, then the next seed
                 print(f"[grid] {run.name}: {e}")
                 rows.append(stopped_row(run, out))
@@ -101,21 +98,42 @@ def run_grid(plan: GridPlan, run_one=None) -> dict:
     return {"rows": rows, "all_claims": sum(r["all_claims"] for r in rows), "n": len(rows)}
 
 
-def _demo_subprocess(plan: GridPlan):
+def run_finished(out: Path) -> bool:
+    """A run's study is finished: its report and summary are written (the summary last)."""
+    return (out / "summary.json").exists() and (out / "report.md").exists()
+
+
+def study_plan(plan: GridPlan, run: GridRun, out: Path):
+    """The plan of one run's study: its folder (absolute, as every path in it then is), its seed, the grid's options."""
+    if plan.study == "demo":
+        from .demo import demo_plan
+
+        return demo_plan(out.resolve(), run.seed, **plan.options)
+    from .study_bench import BenchStudyPlan
+
+    return BenchStudyPlan(out.resolve(), seed=run.seed, **plan.options)
+
+
+def study_worker(plan: GridPlan):
+    """``run_one`` of `run_grid`: the run's study in a worker process under the run's kernel setting, its plan
+    saved beside its log (OUT/NAME.json, OUT/NAME.log, appended to across resumes)."""
+    from .demo import run_plan
+    from .jobs import JobFailed, run_worker
+    from .pipeline import config_job, save_jobs
+    from .study_bench import StudyStopped, run_bench_study
+
+    call = run_plan if plan.study == "demo" else run_bench_study
+
     def run(run: GridRun, out: Path) -> None:
-        env = run.env()
-        if plan.pythonpath:
-            env["PYTHONPATH"] = plan.pythonpath
-        cmd = [plan.python, "-m", "personadual.cli", *STUDIES[plan.study], "--out", str(out.resolve()), "--seed",
-               str(run.seed), *plan.demo_args]
+        job = config_job(run.name, call, study_plan(plan, run, out), out, run_finished)
         out.mkdir(parents=True, exist_ok=True)
-        with open(out.parent / f"{run.name}.log", "a") as log:
-            proc = subprocess.run(cmd, env=env, cwd=plan.cwd, stdout=log, stderr=subprocess.STDOUT)
-        if proc.returncode == STOPPED_EXIT and plan.study == "real":
-            raise StoppedRun(f"stopped at its check (exit {proc.returncode}); log: {out.parent / (run.name + '.log')}")
-        if proc.returncode != 0:
-            raise RuntimeError(f"{plan.study} {run.name} failed (exit {proc.returncode}); log: "
-                               f"{out.parent / (run.name + '.log')}")
+        log = plan.out / f"{run.name}.log"
+        try:
+            run_worker(save_jobs(plan.out / f"{run.name}.json", [job]), log, run.env(), append=True)
+        except JobFailed as e:
+            if e.returncode == StudyStopped.exit_code and plan.study == "real":
+                raise StoppedRun(f"stopped at its check (exit {e.returncode}); log: {log}") from None
+            raise RuntimeError(f"{plan.study} {run.name} failed (exit {e.returncode}); log: {log}") from None
     return run
 
 
@@ -142,9 +160,6 @@ def judge_run(run: GridRun, out: Path) -> dict:
             "sft_dual_check": check_verdict(checks.get("sft_dual")),
             "rl_dual_check": check_verdict(checks.get("rl_dual")),
             "seconds": round(sum(times.values()), 1)}
-
-
-STOPPED_EXIT = 3  # `personadual study real` stopped by a failed stage check
 
 
 class StoppedRun(RuntimeError):

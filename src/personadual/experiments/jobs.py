@@ -1,8 +1,9 @@
-"""Running the study's jobs: subprocesses of the `personadual` CLI, a few at a time, and a clock per
-stage that survives a crash.
+"""What every study's runner (`pipeline`) stands on: worker processes a few at a time, a clock per stage that
+survives a crash, tidying finished runs, and binding a run folder to its settings.
 
 Independent jobs run as parallel 1-thread processes: on 2 cores, two 1-thread jobs beat one
-2-thread job for models this small (their matrices are too narrow to keep two threads busy).
+2-thread job for models this small (their matrices are too narrow to keep two threads busy). Each
+process is `personadual.experiments.worker` on a saved job file, its output in a log of its own.
 """
 
 from __future__ import annotations
@@ -19,14 +20,11 @@ from pathlib import Path
 from ..files import write_text_atomic
 from ..training import is_complete
 
-
-def cli_command(*args: str) -> list[str]:
-    """A `personadual` command run by this interpreter, so a job sees the same environment as its parent."""
-    return [sys.executable, "-m", "personadual.cli", *args]
+WORKER = "personadual.experiments.worker"  # the module every worker process runs (`python -m`)
 
 
 class StageClock:
-    """Wall seconds per demo stage, across crashes.
+    """Wall seconds per study stage, across crashes.
 
     stage_seconds.json holds finished stages. While a stage runs, its elapsed time is saved every
     ``beat`` seconds to stage_seconds.partial.json, so after a crash (even kill -9) the resumed stage
@@ -76,20 +74,53 @@ class StageClock:
             self.partial_path.unlink(missing_ok=True)
 
 
-def run_jobs(jobs: dict[str, list[str]], logs: Path, parallel: int, desc: str, threads: int = 1) -> None:
-    """Run named commands, ``parallel`` at a time, ``threads`` threads each; fail with the log's tail."""
+class JobFailed(RuntimeError):
+    """A worker process that exited with an error: its name, exit code and the tail of its log."""
+
+    def __init__(self, name: str, returncode: int, log: Path):
+        self.name, self.returncode, self.log = name, returncode, log
+        tail = log.read_text()[-3000:] if log.exists() else ""
+        super().__init__(f"job {name!r} failed (exit {returncode}); log {log}:\n{tail}")
+
+
+def worker_env(threads: int | None) -> dict:
+    """The environment of a worker process: ``threads`` threads for torch and BLAS (None: as this process has
+    them), no tokenizer threads, the hub offline unless asked for."""
+    env = dict(os.environ)
+    if threads is not None:
+        env.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false",
+                    "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")})
+    return env
+
+
+def start_worker(job_file: Path, log: Path, env: dict, append: bool = False) -> tuple[subprocess.Popen, object]:
+    """A worker process on ``job_file`` (this interpreter, so it sees the same packages), its output in ``log``."""
+    out = open(log, "a" if append else "w")
+    return subprocess.Popen([sys.executable, "-m", WORKER, str(job_file)], stdout=out, stderr=subprocess.STDOUT,
+                            env=env), out
+
+
+def run_worker(job_file: Path, log: Path, env: dict, append: bool = False) -> None:
+    """One worker process, waited for; `JobFailed` if it fails."""
+    proc, out = start_worker(job_file, log, env, append)
+    with out:
+        proc.wait()
+    if proc.returncode != 0:
+        raise JobFailed(log.stem, proc.returncode, log)
+
+
+def run_workers(job_files: dict[str, Path], logs: Path, parallel: int, desc: str, threads: int = 1) -> None:
+    """Named worker processes, ``parallel`` at a time, ``threads`` threads each, with a progress bar; the first
+    that fails stops the others and raises `JobFailed` with its log's tail."""
     from tqdm import tqdm
 
     logs.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false",
-           "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
-    pending, running = list(jobs.items()), {}
-    with tqdm(total=len(jobs), desc=desc, unit="job") as bar:
+    env, pending, running = worker_env(threads), list(job_files.items()), {}
+    with tqdm(total=len(job_files), desc=desc, unit="job") as bar:
         while pending or running:
             while pending and len(running) < parallel:
-                name, cmd = pending.pop(0)
-                log = open(logs / f"{name}.log", "w")
-                running[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log)
+                name, job_file = pending.pop(0)
+                running[name] = start_worker(job_file, logs / f"{name}.log", env)
             time.sleep(0.5)
             for name, (proc, log) in list(running.items()):
                 if proc.poll() is None:
@@ -101,8 +132,7 @@ def run_jobs(jobs: dict[str, list[str]], logs: Path, parallel: int, desc: str, t
                     for p, lg in running.values():
                         p.kill()
                         lg.close()
-                    tail = (logs / f"{name}.log").read_text()[-3000:]
-                    raise RuntimeError(f"demo job {name!r} failed (exit {proc.returncode}); log {logs / name}.log:\n{tail}")
+                    raise JobFailed(name, proc.returncode, logs / f"{name}.log")
 
 
 def prune_checkpoints(runs) -> None:

@@ -24,7 +24,7 @@ from statistics import mean
 
 from ..training import is_complete
 from .demo import RL_ESTIMATORS, RL_VARIANTS
-from .jobs import cli_command, run_jobs
+from .pipeline import Job, Stage, run_stage, training_job
 from ..eval.report import load_run, percent
 
 SPLITS = ("val", "test")
@@ -85,27 +85,11 @@ def rl_compare(out: str | Path = "runs/demo", seeds: tuple[int, ...] = (0,), job
         home.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps(list(overrides)) + "\n")
     models = (START, *(f"rl_{e}" for e in estimators))
-
-    train = {}
-    for seed in seeds:
-        for e in estimators:
-            target = model_dir(out, f"rl_{e}", seed, tag)
-            if target != out / f"rl_{e}" / "model" and not is_complete(target):
-                resume = ["--resume"] if any(target.parent.glob("checkpoint-*")) else []
-                train[f"rl_{e}_s{seed}"] = cli_command("rl", "--config", str(out / f"rl_{e}" / "config.yaml"), *resume,
-                                                       f"seed={seed}", f"output_dir={target.parent}", *overrides)
-    run_jobs(train, home / "logs", max(jobs, len(estimators)), "RL seeds")
-
     runs = [(name, seed) for name in models for seed in (seeds if name != START else (0,))]
-    evals = {}
-    for split in SPLITS:
-        for name, seed in runs:
-            target = eval_dir(out, name, seed, split, tag)
-            if not (target / "metrics.json").exists():
-                evals[f"eval_{split}_{name}_s{seed}"] = cli_command(
-                    "eval", "--model", str(model_dir(out, name, seed, tag)), "--data", str(out / "data" / f"{split}.jsonl"),
-                    "--out", str(target), "--name", name, "--threads", "1", *eval_args)
-    run_jobs(evals, home / "logs", jobs, "evaluation")
+    for stage in (Stage("RL seeds", jobs=lambda: seed_jobs(out, seeds, estimators, overrides, tag),
+                        parallel=max(jobs, len(estimators))),
+                  Stage("evaluation", jobs=lambda: eval_jobs(out, runs, eval_args, tag), parallel=jobs)):
+        run_stage(stage, home / "logs")
 
     result = {split: {} for split in SPLITS}
     for split in SPLITS:
@@ -114,6 +98,32 @@ def rl_compare(out: str | Path = "runs/demo", seeds: tuple[int, ...] = (0,), job
     (home / "rl_compare.json").write_text(json.dumps(result, indent=2) + "\n")
     (home / "rl_compare.md").write_text(markdown(result, seeds, overrides))
     return result
+
+
+def seed_jobs(out: Path, seeds, estimators, overrides, tag: str | None) -> list[Job]:
+    """Each estimator per seed, from the seed-0 run's resolved config (its config.yaml) with the seed, a folder
+    of its own and the sweep's overrides. Seed 0 without a sweep is the demo's own model: never trained here."""
+    from ..rl.config import RLRunConfig
+    from ..rl.train import main
+
+    jobs = []
+    for seed in seeds:
+        for e in estimators:
+            target = model_dir(out, f"rl_{e}", seed, tag)
+            if target != out / f"rl_{e}" / "model" and not is_complete(target):
+                jobs.append(training_job(f"rl_{e}_s{seed}", main, RLRunConfig, out / f"rl_{e}" / "config.yaml",
+                                         [f"seed={seed}", f"output_dir={target.parent}", *overrides], target.parent))
+    return jobs
+
+
+def eval_jobs(out: Path, runs: list[tuple[str, int]], eval_args, tag: str | None) -> list[Job]:
+    """Every (model, seed) on val and test, each its own 1-thread worker (``eval_args``: `personadual eval` flags)."""
+    from .eval_jobs import eval_job, evaluation
+
+    return [eval_job(f"eval_{split}_{name}_s{seed}",
+                     evaluation(name, model_dir(out, name, seed, tag), out / "data" / f"{split}.jsonl",
+                                eval_dir(out, name, seed, split, tag), eval_args, threads=1, progress=True))
+            for split in SPLITS for name, seed in runs]
 
 
 def _scores(run: Path) -> dict:

@@ -35,10 +35,12 @@ from pathlib import Path
 from ..files import write_synced, write_text_atomic
 from ..training import is_complete
 from .jobs import prune_checkpoints
+from .pipeline import Job, Stage, model_saved, run_pipeline, training_job
 
 MODEL = "smollm2-135m-instruct"
 STAGES = ("data", "sft", "rl")  # what --set STAGE:key=value can address
 GENERAL_CONTEXTS = ("persona", "set-aside")
+SFT_MIXES = ("persona_prompted", "dual")  # the naive baseline, then PersonaDual's stage 1, one after the other
 BUDGETS: dict[str, dict[str, list[str]]] = {
     "full": {},
     "smoke": {"data": ["train_per_benchmark=8", "rl_per_benchmark=2", "val_questions=2", "test_questions=3", "personalized_train=8",
@@ -51,6 +53,8 @@ BUDGETS: dict[str, dict[str, list[str]]] = {
 
 class StudyStopped(RuntimeError):
     """A stage check failed: the study stops rather than train or report on a model that cannot pass."""
+
+    exit_code = 3  # what `personadual study real` (and a worker process running the study) exits with
 
 
 @dataclass
@@ -72,7 +76,9 @@ class BenchStudyPlan:
             raise ValueError(f"--budget: expected one of {', '.join(BUDGETS)}, got {self.budget!r}")
         if unknown := set(self.overrides) - set(STAGES):
             raise ValueError(f"--set: unknown stage(s) {sorted(unknown)}; known: {', '.join(STAGES)}")
-        self.out = Path(self.out)
+        self.out = Path(self.out)  # a plan read back from its JSON (a grid's run) holds paths as text
+        self.model_dir = Path(self.model_dir) if self.model_dir is not None else None
+        self.cache = Path(self.cache) if self.cache is not None else None
         self.recipes = Path(self.recipes) if self.recipes else find_recipes("smollm2-135m")
         self.settings = merge_overrides(BUDGETS[self.budget], self.overrides)
 
@@ -95,7 +101,8 @@ class StudyDataSettings:
 
 
 class BenchStudy:
-    """One method per stage; each returns False without work when its outputs are complete."""
+    """The study's stages, declared (`pipeline`). Every stage takes every core, so the training runs go one after
+    the other in this process; the evaluations share an engine per model (`_engine`)."""
 
     def __init__(self, plan: BenchStudyPlan):
         self.p, self.out = plan, plan.out
@@ -113,18 +120,23 @@ class BenchStudy:
 
         return StudyDataSettings(**parse_overrides(self._set("data")))
 
+    def pipeline(self) -> list[Stage]:
+        sft_runs, rl_run = [self.out / f"sft_{m}" for m in SFT_MIXES], self.out / "rl_dual"
+        return [Stage("fetch", work=self.fetch_model, complete=lambda: bool(self.p.model_dir) or is_complete(self.base)),
+                Stage("data", work=self.write_data, complete=(self.data / "COMPLETE").exists),
+                Stage("sft", jobs=self.sft_jobs, inline=True, after=lambda: prune_checkpoints(sft_runs)),
+                Stage("check", work=self.check_stage),
+                Stage("rl", jobs=self.rl_jobs, inline=True, after=lambda: prune_checkpoints([rl_run])),
+                Stage("eval", work=self.eval_stage),
+                Stage("report", work=self.report_stage)]
+
     # -- stages ----------------------------------------------------------------------------------
-    def fetch_stage(self) -> bool:
-        if self.p.model_dir or is_complete(self.base):
-            return False
+    def fetch_model(self) -> None:
         from ..models.gguf import get_model
 
         get_model(MODEL, self.base, self.p.cache)
-        return True
 
-    def data_stage(self) -> bool:
-        if (self.data / "COMPLETE").exists():
-            return False
+    def write_data(self) -> None:
         import random
 
         from ..data.personabench import BenchConfig, build
@@ -142,25 +154,20 @@ class BenchStudy:
         write_items(self.data / "sft" / "train.jsonl", train)
         write_items(self.data / "pb_test.jsonl", pb["test"])
         write_synced(self.data / "COMPLETE", "complete\n")
-        return True
 
-    def _sft(self, mix: str) -> bool:
-        run = self.out / f"sft_{mix}"
-        if is_complete(run / "model"):
-            return False
-        from ..config import load_config
+    def sft_jobs(self) -> list[Job]:
+        """The naive persona-prompted SFT, then the dual SFT, both in the cloze form."""
         from ..sft.config import SFTRunConfig
         from ..sft.train import main
 
-        cfg = load_config(SFTRunConfig, self.p.recipes / "sft-cloze.yaml", [
-            f"mix={mix}", f"model={self.base}", f"data={self.data / 'sft'}", f"output_dir={run}",
-            f"threads={self.p.threads}", f"seed={self.p.seed}", *self._set("sft")])
-        main(cfg, resume=any(run.glob("checkpoint-*")))
-        prune_checkpoints([run])
-        return True
-
-    def sft_stage(self) -> bool:
-        return any([self._sft("persona_prompted"), self._sft("dual")])
+        jobs = []
+        for mix in SFT_MIXES:
+            run = self.out / f"sft_{mix}"
+            if not model_saved(run):  # a finished run's config is not resolved again
+                jobs.append(training_job(run.name, main, SFTRunConfig, self.p.recipes / "sft-cloze.yaml", [
+                    f"mix={mix}", f"model={self.base}", f"data={self.data / 'sft'}", f"output_dir={run}",
+                    f"threads={self.p.threads}", f"seed={self.p.seed}", *self._set("sft")], run))
+        return jobs
 
     def _engine(self, model: Path):
         """The model's engine, loaded once for all its evaluations (the last model's is kept, one at a time)."""
@@ -189,7 +196,7 @@ class BenchStudy:
     def check_stage(self) -> bool:
         """The dual SFT model on val, both general contexts; record the context chosen on val (the higher balanced
         accuracy) and stop when the forced modes, read in that context, (almost) never differ: DEGENERATE."""
-        from ..scoring.mode_choice import is_degenerate
+        from ..eval.verdicts import is_degenerate
 
         path = self.out / "check.json"
         if path.exists():
@@ -218,21 +225,18 @@ class BenchStudy:
     def general_context(self) -> str:
         return json.loads((self.out / "check.json").read_text())["general_context"]
 
-    def rl_stage(self) -> bool:
-        run = self.out / "rl_dual"
-        if is_complete(run / "model"):
-            return False
-        from ..config import load_config
+    def rl_jobs(self) -> list[Job]:
+        """DualGRPO from the dual SFT model, its general rollouts in the general context the check chose."""
         from ..rl.config import RLRunConfig
         from ..rl.train import main
 
-        cfg = load_config(RLRunConfig, self.p.recipes / "rl-cloze.yaml", [
+        run = self.out / "rl_dual"
+        if model_saved(run):  # a finished run's config is not resolved again (nor the check read)
+            return []
+        return [training_job("rl_dual", main, RLRunConfig, self.p.recipes / "rl-cloze.yaml", [
             f"model={self.out / 'sft_dual' / 'model'}", f"data={self.data / 'rl.jsonl'}", f"output_dir={run}",
             f"threads={self.p.threads}", f"seed={self.p.seed}", f"general_context={self.general_context()}",
-            *self._set("rl")])
-        main(cfg, resume=any(run.glob("checkpoint-*")))
-        prune_checkpoints([run])
-        return True
+            *self._set("rl")], run)]
 
     def models(self) -> dict[str, Path]:
         return {n: self.out / n / "model" for n in ("sft_persona_prompted", "sft_dual", "rl_dual")}
@@ -262,19 +266,14 @@ def sep_text(check: dict) -> str:
 
 def run_bench_study(plan: BenchStudyPlan) -> dict:
     """Run (or resume) every stage; returns summary.json's content. Raises `StudyStopped` at a failed check."""
-    from .jobs import StageClock, bind_run
+    from .jobs import bind_run
     from .study_report import measure_machine
 
     bind_run(plan)
     st = BenchStudy(plan)
     machine = measure_machine(plan.out)
-    clock = StageClock(plan.out)
-    for name, stage in [("fetch", st.fetch_stage), ("data", st.data_stage), ("sft", st.sft_stage),
-                        ("check", st.check_stage), ("rl", st.rl_stage), ("eval", st.eval_stage),
-                        ("report", st.report_stage)]:
-        did = clock.run(name, stage)
-        print(f"[study] {name}: {'done in %.1fs' % clock.times[name] if did else 'already complete, skipped'}")
+    times = run_pipeline("[study]", plan.out, plan.out / "logs", st.pipeline())
     summary = json.loads((plan.out / "summary.json").read_text())
-    summary["stage_seconds"], summary["machine"] = clock.times, machine
+    summary["stage_seconds"], summary["machine"] = times, machine
     write_text_atomic(plan.out / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary

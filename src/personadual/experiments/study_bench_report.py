@@ -118,7 +118,7 @@ def benchmark_rows(preds: dict[str, list]) -> list[str]:
 
 
 def write_bench_report(study) -> dict:
-    from ..scoring.predict import load_predictions
+    from ..eval.predictions import load_predictions
 
     ev = study.ev
     m = {n: json.loads((ev / n / "metrics.json").read_text()) for n in MODELS}

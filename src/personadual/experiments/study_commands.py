@@ -35,7 +35,7 @@ def study_real_command(out: Path = typer.Option(Path("runs/study-real"), help="o
         plan = BenchStudyPlan(out, seed, budget, model_dir, overrides, recipes, threads, allow_degenerate)
         run_bench_study(plan)
     except StudyStopped as e:
-        _fail(f"study stopped: {e}", code=3)
+        _fail(f"study stopped: {e}", code=StudyStopped.exit_code)
     except (ValueError, FileNotFoundError) as e:
         _fail(str(e))
     typer.echo(f"[study] report: {out / 'report.md'}")
@@ -111,7 +111,7 @@ def study_real_grid_command(out: Path = typer.Option(Path("runs/real-grid"), hel
 
     try:
         plan = GridPlan(out, tuple(int(s) for s in seeds.split(",")), tuple(kernels.split(",")),
-                        ("--allow-degenerate",) if allow_degenerate else (), study="real")
+                        {"allow_degenerate": allow_degenerate}, study="real")
     except ValueError as e:
         _fail(str(e))
     result = run_grid(plan)

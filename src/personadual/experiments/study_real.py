@@ -14,8 +14,8 @@ go through the whole method, on a 2-core CPU:
 - report: report.md and summary.json (`study_report`).
 
 Each stage is skipped when its outputs are complete (a COMPLETE marker, metrics.json written last), so a
-killed run resumes where it stopped; stage_seconds.json keeps each stage's time across crashes
-(`jobs.StageClock`). The settings live in recipes/smollm2-135m/ (the full budget's); ``--budget smoke``
+killed run resumes where it stopped; stage_seconds.json keeps each stage's time across crashes. The study
+declares its stages (`StudyStages.pipeline`) and writes its report; the runner (`pipeline`) does the rest. The settings live in recipes/smollm2-135m/ (the full budget's); ``--budget smoke``
 shrinks every stage to check the wiring in minutes, and ``--set STAGE:key=value`` changes one setting.
 A run folder is bound to the budget, overrides and inputs it was started with (study.json): finished
 stages would not be redone under other settings, so a rerun with different ones is refused.
@@ -31,7 +31,8 @@ from pathlib import Path
 from ..files import write_text_atomic
 from ..training import is_complete
 from .demo import find_recipes, merge_overrides
-from .jobs import StageClock, bind_run, cli_command, prune_checkpoints, run_jobs
+from .jobs import bind_run, prune_checkpoints
+from .pipeline import Job, Stage, config_job, model_saved, run_pipeline, training_job
 from .study_data import StudyPaths
 
 MODEL = "smollm2-135m-instruct"
@@ -39,10 +40,12 @@ STAGES = ("data", "audit", "sft", "rl", "eval")  # what --set can address; audit
 FLAG_STAGES = ("audit", "eval")
 SFT_MIXES = ("persona_prompted", "dual")  # the naive baseline and PersonaDual's stage 1
 TRAINED = ("sft_persona_prompted", "sft_dual", "rl_dual")
-AUDIT = {"base_mmlu_text": ["--protocol", "choice", "--choice-form", "text"],
-         "base_mmlu_letter": ["--protocol", "choice", "--choice-form", "letter"],
-         "base_mmlu_plain": ["--protocol", "plain"]}
-EVAL_FLAGS = ["--threads", "1", "--batch-size", "64"]  # 64 rows bound the cache copies of the choice protocol's branches
+AUDIT = {"base_mmlu_text": {"protocol": "choice", "choice_form": "text"},
+         "base_mmlu_letter": {"protocol": "choice", "choice_form": "letter"},
+         "base_mmlu_plain": {"protocol": "plain"}}
+# every evaluation: a 1-thread worker, no progress bar in its log; 64 rows bound the cache copies of the choice
+# protocol's branches
+EVAL_SETTINGS = {"threads": 1, "batch_size": 64, "progress": False}
 
 # Every stage's settings for each budget, layered under --set. The full budget's training settings are the
 # recipes' own; its sizes come from the per-step and per-item rates in docs/real_models.md (budget table).
@@ -86,7 +89,7 @@ class StudyPlan:
 
 
 class StudyStages:
-    """One method per stage; each returns False without work when its outputs are complete."""
+    """The study's stages, declared (`pipeline`): what each makes, from what, with which settings."""
 
     def __init__(self, plan: StudyPlan):
         self.p, self.out = plan, plan.out
@@ -102,114 +105,116 @@ class StudyStages:
     def models(self) -> dict[str, Path]:
         return {name: self.out / name / "model" for name in TRAINED}
 
-    def fetch_stage(self) -> bool:
-        mmlu = {s: self.data.root / f"mmlu_{s}.jsonl" for s in ("test", "train")}
-        did = False
-        if self.p.mmlu and not all(p.exists() for p in mmlu.values()):
-            from ..data.schema import read_items, write_items
-            from .study_data import split_mmlu
+    def pipeline(self, machine: dict) -> list[Stage]:
+        p, threads = self.p, os.cpu_count() or 1  # RL: one job on every core
+        sft_runs, rl_run = [self.out / f"sft_{m}" for m in SFT_MIXES], self.out / "rl_dual"
+        return [Stage("fetch", work=self.split_mmlu, complete=self.mmlu_split, jobs=self.fetch_jobs, parallel=p.jobs,
+                      desc="fetch"),
+                Stage("data", work=self.write_data, complete=self.data.complete),
+                Stage("audit", jobs=self.audit_jobs, parallel=p.jobs, desc="audit"),
+                Stage("sft", jobs=self.sft_jobs, parallel=p.jobs, desc="SFT (dual, persona_prompted)",
+                      after=lambda: prune_checkpoints(sft_runs)),
+                Stage("rl", jobs=self.rl_jobs, threads=threads, desc="DualGRPO", after=lambda: prune_checkpoints([rl_run])),
+                Stage("eval", jobs=self.eval_jobs, parallel=p.jobs, desc="evaluation"),
+                Stage("report", work=lambda: self.write_report(machine), rerun_after_changes=True,
+                      complete=lambda: (self.out / "report.md").exists() and (self.out / "summary.json").exists())]
 
-            test, train = split_mmlu(read_items(self.p.mmlu))
-            write_items(mmlu["train"], train)
-            write_items(mmlu["test"], test)
-            did = True
-        jobs = {f"mmlu_{s}": cli_command("data", "get", "mmlu", "--subjects", s, "--out", str(p))
-                for s, p in mmlu.items() if not p.exists()}
-        if not self.p.model_dir and not is_complete(self.base):
-            jobs["model_get"] = cli_command("model", "get", MODEL, "--out", str(self.base))
-        run_jobs(jobs, self.logs, self.p.jobs, "fetch")
-        return did or bool(jobs)
+    def _mmlu_files(self) -> dict[str, Path]:
+        return {s: self.data.root / f"mmlu_{s}.jsonl" for s in ("test", "train")}
 
-    def data_stage(self) -> bool:
-        if self.data.complete():
-            return False
+    def mmlu_split(self) -> bool:
+        """Nothing to split: MMLU comes from `data get`, or --mmlu's items were split already."""
+        return not self.p.mmlu or all(p.exists() for p in self._mmlu_files().values())
+
+    def split_mmlu(self) -> None:
+        from ..data.schema import read_items, write_items
+        from .study_data import split_mmlu
+
+        mmlu = self._mmlu_files()
+        test, train = split_mmlu(read_items(self.p.mmlu))
+        write_items(mmlu["train"], train)
+        write_items(mmlu["test"], test)
+
+    def fetch_jobs(self) -> list[Job]:
+        from .study_data import MMLUDownload, ModelDownload, download_mmlu, download_model
+
+        jobs = [config_job(f"mmlu_{s}", download_mmlu, MMLUDownload(s, str(p)), p, Path.exists)
+                for s, p in self._mmlu_files().items()]
+        if not self.p.model_dir:
+            jobs.append(config_job("model_get", download_model, ModelDownload(MODEL, str(self.base)), self.base, is_complete))
+        return jobs
+
+    def write_data(self) -> None:
         from ..config import load_config
         from .study_data import StudyDataConfig, build_study_data
 
         cfg = load_config(StudyDataConfig, None, [f"seed={self.p.seed}", *self._extra("data")])
         build_study_data(cfg, self.data, self.base, self.data.root / "mmlu_test.jsonl", self.data.root / "mmlu_train.jsonl")
-        return True
 
-    def _evals(self, targets: dict[str, tuple[Path, Path, list[str]]], stage: str, desc: str) -> bool:
-        """One `personadual eval` job per unfinished target: name -> (model, items, flags)."""
-        jobs = {}
-        for name, (model, data, flags) in targets.items():
-            if not (self.ev / name / "metrics.json").exists():
-                jobs[f"eval_{name}"] = cli_command("eval", "--model", str(model), "--data", str(data), "--out",
-                                                   str(self.ev / name), "--name", name, "--no-progress", *EVAL_FLAGS, *flags,
-                                                   *self._extra(stage))
-        run_jobs(jobs, self.logs, self.p.jobs, desc)
-        return bool(jobs)
+    def _evals(self, targets: dict[str, tuple[Path, Path, dict]], stage: str) -> list[Job]:
+        """One evaluation job per target: name -> (model, items, settings); the stage's --set flags last."""
+        from .eval_jobs import eval_job, evaluation
 
-    def audit_stage(self) -> bool:
+        return [eval_job(f"eval_{name}", evaluation(name, model, data, self.ev / name, self._extra(stage),
+                                                    **{**EVAL_SETTINGS, **settings}))
+                for name, (model, data, settings) in targets.items()]
+
+    def audit_jobs(self) -> list[Job]:
         data = {"base_mmlu_plain": self.data.mmlu_plain}
-        return self._evals({n: (self.base, data.get(n, self.data.mmlu_eval), f) for n, f in AUDIT.items()}, "audit",
-                           "audit")
+        return self._evals({n: (self.base, data.get(n, self.data.mmlu_eval), s) for n, s in AUDIT.items()}, "audit")
 
-    def _resume(self, run_dir: Path) -> list[str]:
-        return ["--resume"] if any(run_dir.glob("checkpoint-*")) else []
+    def sft_jobs(self) -> list[Job]:
+        from ..sft.config import SFTRunConfig
+        from ..sft.train import main
 
-    def sft_stage(self) -> bool:
-        jobs = {}
+        jobs = []
         for mix in SFT_MIXES:
             run = self.out / f"sft_{mix}"
-            if not is_complete(run / "model"):
-                jobs[run.name] = cli_command("sft", "--config", str(self.p.recipes / "sft.yaml"), *self._resume(run), f"mix={mix}",
-                                             f"model={self.base}", f"data={self.data.sft}", f"output_dir={run}", "threads=1",
-                                             "eval_limit=0", f"seed={self.p.seed}", *self._extra("sft"))
-        run_jobs(jobs, self.logs, self.p.jobs, "SFT (dual, persona_prompted)")
-        prune_checkpoints(self.out / f"sft_{m}" for m in SFT_MIXES)
-        return bool(jobs)
+            if not model_saved(run):  # a finished run's config is not resolved again
+                jobs.append(training_job(run.name, main, SFTRunConfig, self.p.recipes / "sft.yaml", [
+                    f"mix={mix}", f"model={self.base}", f"data={self.data.sft}", f"output_dir={run}", "threads=1",
+                    "eval_limit=0", f"seed={self.p.seed}", *self._extra("sft")], run))
+        return jobs
 
-    def rl_stage(self) -> bool:
+    def rl_jobs(self) -> list[Job]:
+        from ..rl.config import RLRunConfig
+        from ..rl.train import main
+
         run = self.out / "rl_dual"
-        if is_complete(run / "model"):
-            return False
-        threads = os.cpu_count() or 1  # one job: every core
-        cmd = cli_command("rl", "--config", str(self.p.recipes / "rl.yaml"), *self._resume(run), "estimator.name=dual",
-                          f"model={self.out / 'sft_dual' / 'model'}", f"data={self.data.pb}", "prompt_split=rl",
-                          f"output_dir={run}", f"threads={threads}", "eval_limit=0", f"seed={self.p.seed}", *self._extra("rl"))
-        run_jobs({"rl_dual": cmd}, self.logs, 1, "DualGRPO", threads=threads)
-        prune_checkpoints([run])
-        return True
+        if model_saved(run):  # a finished run's config is not resolved again
+            return []
+        return [training_job("rl_dual", main, RLRunConfig, self.p.recipes / "rl.yaml", [
+            "estimator.name=dual", f"model={self.out / 'sft_dual' / 'model'}", f"data={self.data.pb}", "prompt_split=rl",
+            f"output_dir={run}", f"threads={os.cpu_count() or 1}", "eval_limit=0", f"seed={self.p.seed}",
+            *self._extra("rl")], run)]
 
-    def eval_stage(self) -> bool:
+    def eval_jobs(self) -> list[Job]:
         test = self.data.pb / "test.jsonl"
-        targets = {"base_pb_plain": (self.base, test, ["--protocol", "plain"]),
-                   "base_pb_choice": (self.base, test, ["--protocol", "choice"])}
+        targets = {"base_pb_plain": (self.base, test, {"protocol": "plain"}),
+                   "base_pb_choice": (self.base, test, {"protocol": "choice"})}
         for name, model in self.models().items():
-            targets[f"{name}_pb"] = (model, test, [])  # the modes protocol, every mode also forced
-            targets[f"{name}_mmlu"] = (model, self.data.mmlu_eval, ["--protocol", "choice"])
+            targets[f"{name}_pb"] = (model, test, {})  # the modes protocol, every mode also forced
+            targets[f"{name}_mmlu"] = (model, self.data.mmlu_eval, {"protocol": "choice"})
             # the choice protocol skips a mode model's reasoning; these generate it, on the plain protocol's subset
-            targets[f"{name}_mmlu_gen"] = (model, self.data.mmlu_plain, [])
-        return self._evals(targets, "eval", "evaluation")
+            targets[f"{name}_mmlu_gen"] = (model, self.data.mmlu_plain, {})
+        return self._evals(targets, "eval")
 
-    def report_stage(self, machine: dict, upstream_changed: bool = True) -> bool:
-        if (self.out / "report.md").exists() and (self.out / "summary.json").exists() and not upstream_changed:
-            return False
+    def write_report(self, machine: dict) -> None:
         from .study_report import write_study_report
 
         write_study_report(self, machine)
-        return True
 
 
 def run_study(plan: StudyPlan) -> dict:
-    """Run (or resume) every stage; returns summary.json's content."""
+    """Run (or resume) every stage, then complete summary.json with the stage times; returns its content."""
     from .study_report import measure_machine
 
     bind_run(plan)
     st = StudyStages(plan)
     machine = measure_machine(plan.out)  # at the start of this invocation, appended to machine.json
-    clock = StageClock(plan.out)
-    changed = False
-    order = [("fetch", st.fetch_stage), ("data", st.data_stage), ("audit", st.audit_stage), ("sft", st.sft_stage),
-             ("rl", st.rl_stage), ("eval", st.eval_stage)]
-    for name, stage in [*order, ("report", lambda: st.report_stage(machine, changed))]:
-        did = clock.run(name, stage)
-        changed = changed or did
-        print(f"[study] {name}: {'done in %.1fs' % clock.times[name] if did else 'already complete, skipped'}")
+    times = run_pipeline("[study]", plan.out, st.logs, st.pipeline(machine))
     summary = json.loads((plan.out / "summary.json").read_text())
-    summary["stage_seconds"] = clock.times  # the report's own time included
+    summary["stage_seconds"] = times  # the report's own time included
     write_text_atomic(plan.out / "summary.json", json.dumps(summary, indent=2) + "\n")
     print(f"[study] report: {plan.out / 'report.md'}  summary: {plan.out / 'summary.json'}")
     return summary

@@ -84,7 +84,7 @@ def _speed(r: dict) -> str:
 def gaps(ev: Path, name: str) -> dict:
     """Interference and helpful gain of one evaluation with paired 95% CIs, from its predictions (auto run)."""
     from ..eval.metrics import paired_gap
-    from ..scoring.predict import load_predictions
+    from ..eval.predictions import load_predictions
 
     preds = load_predictions(ev / name)["auto"]
     return {"interference": paired_gap(preds, "none", "misaligned"), "helpful_gain": paired_gap(preds, "helpful", "none")}
@@ -147,7 +147,7 @@ def judged_claims(metrics: dict[str, dict], ev: Path) -> list[tuple[bool, str]]:
 def write_study_report(stages, machine: dict) -> dict:
     """OUT/report.md, OUT/summary.json and OUT/report/{pb,mmlu}/ (comparison.md and plots)."""
     from ..eval.report import compare_runs, comparison_table, load_run
-    from ..scoring.mode_choice import is_degenerate
+    from ..eval.verdicts import is_degenerate
     from .demo_report import environment_line, run_environment
 
     out, ev = stages.out, stages.ev

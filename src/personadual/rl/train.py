@@ -92,7 +92,7 @@ def main(cfg: RLRunConfig, resume: bool = False) -> dict:
     model_dir = save_final_from_trainer(trainer, final, out / "model", extra, merged_lora=cfg.lora is not None)
     result = {"model_dir": str(model_dir), "steps": trainer.state.global_step, "estimator": cfg.estimator.name}
     if cfg.eval_data and cfg.eval_limit > 0:
-        from ..scoring.mode_choice import mode_check
+        from ..eval.checks import mode_check
 
         modes = modes_lib.ModeSet.from_dict(cfg.modes)
         result["check"] = mode_check(final, tok, modes, cfg.eval_data, cfg.eval_limit, template_kwargs)

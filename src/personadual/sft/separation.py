@@ -4,16 +4,17 @@ A dual SFT model is useful to DualGRPO only if its marker decides how it reasons
 personalized mode on a misaligned item it should follow the persona, forced into the general mode
 it should solve. Whether and when that happens during SFT is what `SeparationCallback` records,
 one JSON line per check in ``output_dir/separation.jsonl``: the separation measure of
-`personadual.scoring.mode_choice.separation` plus each forced mode's accuracy per condition.
+`personadual.eval.metrics.separation` plus each forced mode's accuracy per condition, the same metric
+functions `personadual eval` reports with.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 
 from transformers import TrainerCallback
 
+from ..eval.metrics import rounded_accuracy_by_condition, separation
 from ..files import Appender, repair
 
 
@@ -38,7 +39,7 @@ def measure_separation(model, tok, modes, items, chat_template_kwargs: dict | No
     import torch
 
     from ..engine import Engine, GenerationConfig
-    from ..scoring.mode_choice import runs_by_mode, separation
+    from ..eval.generation import runs_by_mode
 
     was_training = model.training
     model.eval()
@@ -47,10 +48,5 @@ def measure_separation(model, tok, modes, items, chat_template_kwargs: dict | No
                             GenerationConfig(max_new_tokens=64))
     if was_training:
         model.train()
-    acc: dict[str, dict[str, float]] = {}
-    for mode in modes.names:
-        by = defaultdict(list)
-        for p in runs[mode]:
-            by[p.condition].append(p.correct)
-        acc[mode] = {c: round(sum(v) / len(v), 4) for c, v in sorted(by.items())}
+    acc = {mode: rounded_accuracy_by_condition(runs[mode]) for mode in modes.names}
     return {"step": step, **separation(runs), "forced_acc": acc}

@@ -73,8 +73,9 @@ def main(cfg: SFTRunConfig, resume: bool = False) -> dict:
 
 def end_of_run_check(model, tok, modes, eval_data: str, limit: int, chat_template_kwargs: dict | None = None) -> dict:
     """Greedy auto-mode generation on a val sample: format, mode choice, accuracy. Printed and returned."""
-    from ..scoring.predict import predict, quick_summary
     from ..engine import Engine, GenerationConfig
+    from ..eval.generation import predict
+    from ..eval.metrics import quick_summary
 
     model.eval()
     items = sample_items(read_split(eval_data, "val"), limit)

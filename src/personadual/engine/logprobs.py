@@ -1,4 +1,4 @@
-"""Scoring given continuations under a causal LM, without generating: how the choice protocol reads an answer.
+"""Log-probs of given continuations under a causal LM, without generating: how the choice protocol reads an answer.
 
 Two questions, each answered with forward passes only:
 
