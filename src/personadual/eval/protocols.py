@@ -13,9 +13,9 @@ bar) and which metrics it reports (`metrics`: mode keys only where its predictio
 unreadable replies only where answers are read from free text). The generating two also say what an
 endpoint is asked (`runs_to_ask`, `request_fields`) and how its replies are read (`read`, `assemble`).
 
-Why objects: the protocol used to be a string that every step asked again (which runs, how to read,
-what to report). Here the strings of the command line are read once, by `load_protocol` on a loaded
-engine or `open_protocol` from a model directory, and every later step asks the object.
+Why objects: a protocol named by a string would be asked again at every step (which runs, how to read,
+what to report). The strings of the command line are read once, by `load_protocol` on a loaded engine or
+`open_protocol` from a model directory, and every later step asks the object.
 """
 
 from __future__ import annotations
