@@ -29,10 +29,9 @@ from ..tokenization import completion_ids
 def option_replies(tokenizer, marker: str, texts: Sequence[str]) -> list[list[int]]:
     """Per option, the reply's ids after the marker token: ``\nAnswer: {text}`` tokenized as SFT tokenized the
     whole reply (marker text included, then the marker's own id dropped), so rollout and training agree."""
-    out = []
+    out, marker_ids = [], completion_ids(tokenizer, marker)
     for t in texts:
         ids = completion_ids(tokenizer, f"{marker}\n{CLOZE_ANSWER} {t}")
-        marker_ids = completion_ids(tokenizer, marker)
         if ids[: len(marker_ids)] != marker_ids:
             raise ValueError(f"the marker {marker!r} does not tokenize apart from the reply that follows it")
         out.append(ids[len(marker_ids):])

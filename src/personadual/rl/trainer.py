@@ -94,7 +94,7 @@ class DualGRPOTrainer(GRPOTrainer):
         swapped = self._generation_prompts or [None] * len(forced)
         prompt_ids = [list(s if s is not None else p) + [m] for p, m, s in zip(prompt_ids, forced, swapped, strict=True)]
         if self._option_texts is not None:
-            completion_ids = self._draw_option_replies(prompt_ids, forced)
+            completion_ids = self._draw_option_replies(prompt_ids)
             logprobs = [[float("nan")] * len(c) for c in completion_ids] if self.use_vllm else None
         else:
             completion_ids, logprobs = super()._generate_single_turn(prompt_ids, images, multimodal_fields, 1,
@@ -107,25 +107,32 @@ class DualGRPOTrainer(GRPOTrainer):
                         for lp, s in zip(logprobs, swapped, strict=True)]
         return completion_ids, logprobs
 
-    def _draw_option_replies(self, prefixes: list[list[int]], forced: list[int]) -> list[list[int]]:
+    def _draw_option_replies(self, prefixes: list[list[int]]) -> list[list[int]]:
         """Cloze rollouts (``cloze_rollouts="options"``): per row, ``\nAnswer: {option}<eos>`` with the option drawn
-        from the model's per-character option scores at the rollout temperature (`option_rollouts`)."""
+        from the model's per-character option scores at the rollout temperature (`option_rollouts`).
+
+        Rows with the same prefix (a prompt's copies forced into the same mode) share one scoring pass: their
+        option distribution is the same; each row still draws its own option."""
         tok = self.processing_class
-        rows, replies, starts, chars = [], [], [], []
-        for i, (m, texts) in enumerate(zip(forced, self._option_texts, strict=True)):
-            marker = tok.convert_ids_to_tokens(m)
+        distinct: dict[tuple, int] = {}  # (prefix ids, option texts) -> its slot
+        slot_of_row = [distinct.setdefault((tuple(p), tuple(t)), len(distinct))
+                       for p, t in zip(prefixes, self._option_texts, strict=True)]
+        keys = list(distinct)
+        prefix_rows, replies, starts, chars, spans = [], [], [], [], []
+        for prefix, texts in keys:
+            marker = tok.convert_ids_to_tokens(prefix[-1])  # every prefix ends with its forced marker
             ids = option_replies(tok, marker, texts)
             start = answer_offset(tok, marker, ids)
-            rows += [i] * len(ids)
+            spans.append((len(replies), len(replies) + len(ids)))
+            prefix_rows += [list(prefix)] * len(ids)
             replies += ids
             starts += [start] * len(ids)
             chars += [len(t) for t in texts]
-        scores = option_scores(self.accelerator.unwrap_model(self.model), [prefixes[i] for i in rows], replies,
-                               starts, chars, tok.pad_token_id)
-        per_row = [scores[torch.tensor([j for j, r in enumerate(rows) if r == i])] for i in range(len(prefixes))]
+        scores = option_scores(self.accelerator.unwrap_model(self.model), prefix_rows, replies, starts, chars,
+                               tok.pad_token_id)
+        per_row = [scores[slice(*spans[k])] for k in slot_of_row]
         picks = draw_options(per_row, self.temperature)
-        first = {i: rows.index(i) for i in range(len(prefixes))}
-        return [list(replies[first[i] + k]) + [tok.eos_token_id] for i, k in enumerate(picks)]
+        return [list(replies[spans[k][0] + pick]) + [tok.eos_token_id] for k, pick in zip(slot_of_row, picks)]
 
     def _cloze_options(self, inputs) -> list[list[str]] | None:
         """Per row, its option texts when every row has them and ``cloze_rollouts="options"``, else None."""
